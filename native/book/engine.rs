@@ -1,0 +1,249 @@
+//! All books of one exchange feed. One call applies one raw message; the codec for the exchange
+//! parses it, routes it to its symbol's book and enforces that exchange's integrity rules.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::codec::{binance, bybit, kraken, okx};
+use super::l2::{BookState, L2Book};
+use crate::error::BookError;
+
+/// Largest raw message accepted (a 1000-level snapshot is ~50 KB; this leaves a wide margin).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Most levels accepted per side in one message.
+pub const MAX_LEVELS_PER_SIDE: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    Bybit,
+    Binance,
+    Okx,
+    Kraken,
+}
+
+impl Exchange {
+    pub fn parse(name: &str) -> Result<Exchange, BookError> {
+        match name.to_ascii_lowercase().as_str() {
+            "bybit" => Ok(Exchange::Bybit),
+            "binance" => Ok(Exchange::Binance),
+            "okx" => Ok(Exchange::Okx),
+            "kraken" => Ok(Exchange::Kraken),
+            _ => Err(BookError::UnknownExchange(name.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Bybit => "bybit",
+            Exchange::Binance => "binance",
+            Exchange::Okx => "okx",
+            Exchange::Kraken => "kraken",
+        }
+    }
+}
+
+/// What happened to one message. The numeric values are part of the Python contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outcome {
+    Applied = 0,
+    Skipped = 1,
+    Stale = 2,
+    Buffered = 3,
+    Waiting = 4,
+    Gap = 5,
+    Crossed = 6,
+    ChecksumMismatch = 7,
+}
+
+impl Outcome {
+    /// The book needs a fresh snapshot after this outcome.
+    pub fn breaks_book(self) -> bool {
+        matches!(self, Outcome::Gap | Outcome::Crossed | Outcome::ChecksumMismatch)
+    }
+}
+
+/// `(outcome, index of the book touched)`.
+pub type Applied = (Outcome, Option<usize>);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub messages: u64,
+    pub applied: u64,
+    pub skipped: u64,
+    pub stale: u64,
+    pub buffered: u64,
+    pub waiting: u64,
+    pub gaps: u64,
+    pub crossed: u64,
+    pub checksum_failures: u64,
+    pub checksums_checked: u64,
+    pub errors: u64,
+}
+
+pub struct BookEngine {
+    pub(crate) exchange: Exchange,
+    pub(crate) depth: usize,
+    pub(crate) buffer_limit: usize,
+    pub(crate) books: Vec<L2Book>,
+    index: HashMap<String, usize>,
+    /// Binance updates waiting for a REST snapshot, per book.
+    pub(crate) buffers: Vec<VecDeque<binance::Update>>,
+    counts: Totals,
+    /// Reused for checksum strings so verification does not allocate per message.
+    pub(crate) scratch: String,
+}
+
+impl BookEngine {
+    pub fn new(exchange: &str, depth: usize, buffer_limit: usize) -> Result<Self, BookError> {
+        Ok(BookEngine {
+            exchange: Exchange::parse(exchange)?,
+            depth,
+            buffer_limit: buffer_limit.max(1),
+            books: Vec::new(),
+            index: HashMap::new(),
+            buffers: Vec::new(),
+            counts: Totals::default(),
+            scratch: String::with_capacity(1024),
+        })
+    }
+
+    pub fn exchange(&self) -> Exchange {
+        self.exchange
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Apply one raw WebSocket message.
+    pub fn apply(&mut self, msg: &[u8]) -> Result<Applied, BookError> {
+        let r = if msg.len() > MAX_MESSAGE_BYTES {
+            Err(BookError::Malformed(format!("message of {} bytes exceeds the limit", msg.len())))
+        } else {
+            match self.exchange {
+                Exchange::Bybit => bybit::apply(self, msg),
+                Exchange::Binance => binance::apply(self, msg),
+                Exchange::Okx => okx::apply(self, msg),
+                Exchange::Kraken => kraken::apply(self, msg),
+            }
+        };
+        self.count(&r);
+        r
+    }
+
+    /// Apply a REST depth snapshot for `symbol`.
+    pub fn apply_snapshot(&mut self, symbol: &str, msg: &[u8]) -> Result<Applied, BookError> {
+        let r = if msg.len() > MAX_MESSAGE_BYTES {
+            Err(BookError::Malformed(format!("message of {} bytes exceeds the limit", msg.len())))
+        } else {
+            match self.exchange {
+                Exchange::Bybit => bybit::apply_rest_snapshot(self, symbol, msg),
+                Exchange::Binance => binance::apply_snapshot(self, symbol, msg),
+                other => Err(BookError::Malformed(format!(
+                    "{} books are built from WebSocket snapshots; there is no REST snapshot to apply",
+                    other.as_str()
+                ))),
+            }
+        };
+        self.count(&r);
+        r
+    }
+
+    fn count(&mut self, r: &Result<Applied, BookError>) {
+        match r {
+            Err(_) => self.counts.errors += 1,
+            Ok((o, _)) => {
+                self.counts.messages += 1;
+                match o {
+                    Outcome::Applied => self.counts.applied += 1,
+                    Outcome::Skipped => self.counts.skipped += 1,
+                    Outcome::Buffered => self.counts.buffered += 1,
+                    Outcome::Waiting => self.counts.waiting += 1,
+                    // Stale, gaps, crossed and checksum results are counted on the books, where
+                    // one call can produce several (a Binance snapshot replays its buffer).
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = self.counts;
+        for b in &self.books {
+            t.stale += b.stats.stale;
+            t.gaps += b.stats.gaps;
+            t.crossed += b.stats.crossed;
+            t.checksum_failures += b.stats.checksum_failures;
+            t.checksums_checked += b.stats.checksums_checked;
+        }
+        t
+    }
+
+    /// Index of `symbol`'s book, creating it if needed; the flag says whether it was created so
+    /// a codec can roll the creation back when validation fails afterwards.
+    pub(crate) fn book_index(&mut self, symbol: &str) -> (usize, bool) {
+        if let Some(&i) = self.index.get(symbol) {
+            return (i, false);
+        }
+        let i = self.books.len();
+        self.books.push(L2Book::new(symbol));
+        self.buffers.push(VecDeque::new());
+        self.index.insert(symbol.to_owned(), i);
+        (i, true)
+    }
+
+    /// Undo `book_index` for a book created by a message that then failed validation.
+    pub(crate) fn forget_new_book(&mut self, idx: usize) {
+        if idx + 1 == self.books.len() {
+            let b = self.books.pop().expect("book exists");
+            self.buffers.pop();
+            self.index.remove(&b.symbol);
+        }
+    }
+
+    pub fn find(&self, symbol: &str) -> Option<usize> {
+        self.index.get(symbol).copied()
+    }
+
+    pub fn book(&self, symbol: &str) -> Result<&L2Book, BookError> {
+        self.find(symbol)
+            .map(|i| &self.books[i])
+            .ok_or_else(|| BookError::UnknownSymbol(symbol.to_owned()))
+    }
+
+    pub fn book_at(&self, idx: usize) -> &L2Book {
+        &self.books[idx]
+    }
+
+    pub fn books(&self) -> &[L2Book] {
+        &self.books
+    }
+
+    pub fn needs_resync(&self) -> Vec<&str> {
+        self.books
+            .iter()
+            .filter(|b| b.state == BookState::NeedsResync)
+            .map(|b| b.symbol.as_str())
+            .collect()
+    }
+
+    /// Forget a book's levels and wait for a fresh snapshot (after a resubscribe).
+    pub fn reset(&mut self, symbol: &str) -> Result<(), BookError> {
+        let i = self.find(symbol).ok_or_else(|| BookError::UnknownSymbol(symbol.to_owned()))?;
+        self.books[i].reset();
+        Ok(())
+    }
+
+    /// Truncate to the depth, then the crossed-book guard: the common end of every apply.
+    #[inline]
+    pub(crate) fn finish(book: &mut L2Book, depth: usize) -> Outcome {
+        book.truncate(depth);
+        if book.is_crossed() {
+            book.stats.crossed += 1;
+            book.mark_broken();
+            Outcome::Crossed
+        } else {
+            Outcome::Applied
+        }
+    }
+}

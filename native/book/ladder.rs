@@ -1,0 +1,206 @@
+//! One side of an L2 book: a sorted vector with the best level at the end.
+//!
+//! Why a vector and not a tree: almost every exchange update touches the first few levels, so
+//! keeping the best price at the *end* makes inserts and deletes there a short `memmove`, and the
+//! whole side (200-1000 levels of 24 bytes) stays in a few cache lines' worth of pages. A binary
+//! search finds any level in O(log n); reading the top N levels is a reverse slice walk with no
+//! allocation.
+
+/// A price level. `px` and `sz` are at the book's common scales; `px_dec`/`sz_dec` are the
+/// number of decimals the exchange used for this level, so the wire text can be rebuilt exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub px: i64,
+    pub sz: i64,
+    pub px_dec: u8,
+    pub sz_dec: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Bid,
+    Ask,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    side: Side,
+    /// Sorted from worst to best: bids ascending, asks descending.
+    levels: Vec<Level>,
+}
+
+impl Ladder {
+    pub fn new(side: Side) -> Self {
+        Ladder { side, levels: Vec::new() }
+    }
+
+    #[inline]
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// Sort key: larger is better on both sides.
+    #[inline(always)]
+    fn key(&self, px: i64) -> i64 {
+        match self.side {
+            Side::Bid => px,
+            Side::Ask => -px,
+        }
+    }
+
+    #[inline]
+    fn find(&self, px: i64) -> Result<usize, usize> {
+        let k = self.key(px);
+        // Updates cluster at the top of the book (the end of the vector): check the best level
+        // first, then binary-search.
+        if let Some(last) = self.levels.last() {
+            let lk = self.key(last.px);
+            if k > lk {
+                return Err(self.levels.len());
+            }
+            if k == lk {
+                return Ok(self.levels.len() - 1);
+            }
+        }
+        self.levels.binary_search_by(|l| self.key(l.px).cmp(&k))
+    }
+
+    /// Set a level to an absolute size; a zero size deletes it (a no-op if absent).
+    #[inline]
+    pub fn set(&mut self, level: Level) {
+        match self.find(level.px) {
+            Ok(i) => {
+                if level.sz == 0 {
+                    self.levels.remove(i);
+                } else {
+                    self.levels[i] = level;
+                }
+            }
+            Err(i) => {
+                if level.sz != 0 {
+                    self.levels.insert(i, level);
+                }
+            }
+        }
+    }
+
+    /// Keep only the best `depth` levels (`0` keeps everything).
+    #[inline]
+    pub fn truncate(&mut self, depth: usize) {
+        if depth != 0 && self.levels.len() > depth {
+            let excess = self.levels.len() - depth;
+            self.levels.drain(..excess);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.levels.clear();
+    }
+
+    #[inline]
+    pub fn best(&self) -> Option<&Level> {
+        self.levels.last()
+    }
+
+    /// Levels from best to worst.
+    #[inline]
+    pub fn iter_best(&self) -> impl Iterator<Item = &Level> + '_ {
+        self.levels.iter().rev()
+    }
+
+    pub fn get(&self, px: i64) -> Option<&Level> {
+        self.find(px).ok().map(|i| &self.levels[i])
+    }
+
+    /// Largest |price| and size held, used to check that a rescale cannot overflow.
+    pub fn max_px_sz(&self) -> (i64, i64) {
+        let max_px = match (self.levels.first(), self.levels.last()) {
+            (Some(a), Some(b)) => a.px.max(b.px),
+            _ => 0,
+        };
+        let max_sz = self.levels.iter().map(|l| l.sz).max().unwrap_or(0);
+        (max_px, max_sz)
+    }
+
+    /// Multiply every price by `px_mul` and size by `sz_mul` (after a scale increase). The caller
+    /// has checked that nothing overflows.
+    pub fn rescale(&mut self, px_mul: i64, sz_mul: i64) {
+        for l in &mut self.levels {
+            l.px *= px_mul;
+            l.sz *= sz_mul;
+        }
+    }
+
+    /// Replace the whole side from levels in any order (snapshot load). Zero sizes are dropped;
+    /// for a price given twice the later one wins.
+    pub fn load<I: IntoIterator<Item = Level>>(&mut self, levels: I) {
+        self.levels.clear();
+        self.levels.extend(levels.into_iter());
+        // A stable sort keeps array order among equal prices, so dedup can keep the last one.
+        let side = self.side;
+        let key = move |px: i64| if side == Side::Bid { px } else { -px };
+        self.levels.sort_by_key(|l| key(l.px));
+        let mut out: Vec<Level> = Vec::with_capacity(self.levels.len());
+        for l in self.levels.drain(..) {
+            match out.last_mut() {
+                Some(prev) if prev.px == l.px => *prev = l,
+                _ => out.push(l),
+            }
+        }
+        out.retain(|l| l.sz != 0);
+        self.levels = out;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lv(px: i64, sz: i64) -> Level {
+        Level { px, sz, px_dec: 0, sz_dec: 0 }
+    }
+
+    #[test]
+    fn bids_keep_best_highest() {
+        let mut l = Ladder::new(Side::Bid);
+        for (p, s) in [(100, 1), (102, 2), (101, 3)] {
+            l.set(lv(p, s));
+        }
+        let px: Vec<i64> = l.iter_best().map(|x| x.px).collect();
+        assert_eq!(px, vec![102, 101, 100]);
+        l.set(lv(102, 0));
+        l.set(lv(999, 0)); // absent delete is a no-op
+        assert_eq!(l.best().unwrap().px, 101);
+        l.set(lv(101, 7));
+        assert_eq!(l.best().unwrap().sz, 7);
+    }
+
+    #[test]
+    fn asks_keep_best_lowest_and_truncate_the_worst() {
+        let mut l = Ladder::new(Side::Ask);
+        for p in [105, 103, 104, 110, 101] {
+            l.set(lv(p, 1));
+        }
+        l.truncate(3);
+        let px: Vec<i64> = l.iter_best().map(|x| x.px).collect();
+        assert_eq!(px, vec![101, 103, 104]);
+    }
+
+    #[test]
+    fn load_dedups_keeping_the_last_and_drops_zero() {
+        let mut l = Ladder::new(Side::Bid);
+        l.load([lv(5, 1), lv(7, 2), lv(5, 9), lv(6, 0)]);
+        let v: Vec<(i64, i64)> = l.iter_best().map(|x| (x.px, x.sz)).collect();
+        assert_eq!(v, vec![(7, 2), (5, 9)]);
+    }
+}

@@ -1,0 +1,190 @@
+//! `BookEngine` for Python: raw message in, a small tuple out; reads return a few numbers or the
+//! requested top levels, never the whole book.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use super::errors::book_err;
+use crate::book::{Applied, BookEngine, L2Book};
+
+#[pyclass(name = "BookEngine", module = "pysrc._native")]
+pub struct PyBookEngine {
+    inner: BookEngine,
+    /// Python `str` of each book's symbol, by book index, created once so `apply` returns the
+    /// symbol without building a new string per message.
+    names: Vec<Py<PyString>>,
+}
+
+type Levels = Vec<(String, String)>;
+
+impl PyBookEngine {
+    fn book(&self, py: Python<'_>, symbol: &str) -> PyResult<&L2Book> {
+        self.inner.book(symbol).map_err(|e| book_err(py, e))
+    }
+
+    fn result(&mut self, py: Python<'_>, r: Result<Applied, crate::BookError>) -> PyResult<(u8, Option<Py<PyString>>)> {
+        let (outcome, idx) = r.map_err(|e| book_err(py, e))?;
+        while self.names.len() < self.inner.books().len() {
+            let sym = &self.inner.books()[self.names.len()].symbol;
+            self.names.push(PyString::new(py, sym).unbind());
+        }
+        Ok((outcome as u8, idx.map(|i| self.names[i].clone_ref(py))))
+    }
+}
+
+/// The bytes of a `bytes` or `str` message, without copying.
+fn message_bytes<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    if let Ok(b) = message.cast::<PyBytes>() {
+        Ok(b.as_bytes())
+    } else if let Ok(s) = message.cast::<PyString>() {
+        Ok(s.to_str()?.as_bytes())
+    } else {
+        Err(PyTypeError::new_err("message must be bytes or str"))
+    }
+}
+
+#[pymethods]
+impl PyBookEngine {
+    #[new]
+    #[pyo3(signature = (exchange, depth = 0, buffer_limit = 10000))]
+    fn py_new(py: Python<'_>, exchange: &str, depth: usize, buffer_limit: usize) -> PyResult<Self> {
+        let inner = BookEngine::new(exchange, depth, buffer_limit).map_err(|e| book_err(py, e))?;
+        Ok(PyBookEngine { inner, names: Vec::new() })
+    }
+
+    #[getter(exchange)]
+    fn py_exchange(&self) -> &'static str {
+        self.inner.exchange().as_str()
+    }
+
+    #[getter(depth)]
+    fn py_depth(&self) -> usize {
+        self.inner.depth()
+    }
+
+    #[pyo3(name = "apply")]
+    fn py_apply(&mut self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(u8, Option<Py<PyString>>)> {
+        let r = self.inner.apply(message_bytes(message)?);
+        self.result(py, r)
+    }
+
+    #[pyo3(name = "apply_snapshot")]
+    fn py_apply_snapshot(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<(u8, Option<Py<PyString>>)> {
+        let r = self.inner.apply_snapshot(symbol, message_bytes(message)?);
+        self.result(py, r)
+    }
+
+    #[pyo3(name = "symbols")]
+    fn py_symbols(&self) -> Vec<String> {
+        self.inner.books().iter().map(|b| b.symbol.clone()).collect()
+    }
+
+    #[pyo3(name = "has_book")]
+    fn py_has_book(&self, symbol: &str) -> bool {
+        self.inner.find(symbol).is_some()
+    }
+
+    #[pyo3(name = "state")]
+    fn py_state(&self, py: Python<'_>, symbol: &str) -> PyResult<&'static str> {
+        Ok(self.book(py, symbol)?.state.as_str())
+    }
+
+    #[pyo3(name = "is_live")]
+    fn py_is_live(&self, py: Python<'_>, symbol: &str) -> PyResult<bool> {
+        Ok(self.book(py, symbol)?.is_live())
+    }
+
+    #[pyo3(name = "needs_resync")]
+    fn py_needs_resync(&self) -> Vec<String> {
+        self.inner.needs_resync().into_iter().map(str::to_owned).collect()
+    }
+
+    #[pyo3(name = "reset")]
+    fn py_reset(&mut self, py: Python<'_>, symbol: &str) -> PyResult<()> {
+        self.inner.reset(symbol).map_err(|e| book_err(py, e))
+    }
+
+    #[pyo3(name = "top_of_book")]
+    fn py_top_of_book(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<(f64, f64, f64, f64)>> {
+        let b = self.book(py, symbol)?;
+        Ok(match (b.bids.best(), b.asks.best()) {
+            (Some(bid), Some(ask)) => Some((b.px_f64(bid), b.sz_f64(bid), b.px_f64(ask), b.sz_f64(ask))),
+            _ => None,
+        })
+    }
+
+    #[pyo3(name = "best_bid")]
+    fn py_best_bid(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<(String, String)>> {
+        let b = self.book(py, symbol)?;
+        Ok(b.bids.best().map(|l| (b.px_string(l), b.sz_string(l))))
+    }
+
+    #[pyo3(name = "best_ask")]
+    fn py_best_ask(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<(String, String)>> {
+        let b = self.book(py, symbol)?;
+        Ok(b.asks.best().map(|l| (b.px_string(l), b.sz_string(l))))
+    }
+
+    #[pyo3(name = "levels", signature = (symbol, n = 20))]
+    fn py_levels(&self, py: Python<'_>, symbol: &str, n: usize) -> PyResult<(Levels, Levels)> {
+        Ok(self.book(py, symbol)?.levels_strings(n))
+    }
+
+    #[pyo3(name = "update_id")]
+    fn py_update_id(&self, py: Python<'_>, symbol: &str) -> PyResult<u64> {
+        Ok(self.book(py, symbol)?.update_id)
+    }
+
+    #[pyo3(name = "last_ts")]
+    fn py_last_ts(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<i64>> {
+        Ok(self.book(py, symbol)?.last_ts)
+    }
+
+    #[pyo3(name = "stats")]
+    fn py_stats<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Bound<'py, PyDict>> {
+        let b = self.book(py, symbol)?;
+        let d = PyDict::new(py);
+        let s = &b.stats;
+        d.set_item("messages", s.messages)?;
+        d.set_item("update_id", b.update_id)?;
+        d.set_item("gaps", s.gaps)?;
+        d.set_item("resyncs", s.resyncs)?;
+        d.set_item("stale", s.stale)?;
+        d.set_item("crossed", s.crossed)?;
+        d.set_item("checksums_checked", s.checksums_checked)?;
+        d.set_item("checksum_failures", s.checksum_failures)?;
+        d.set_item("bid_levels", b.bids.len())?;
+        d.set_item("ask_levels", b.asks.len())?;
+        d.set_item("depth", b.depth)?;
+        d.set_item("state", b.state.as_str())?;
+        Ok(d)
+    }
+
+    #[pyo3(name = "totals")]
+    fn py_totals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.inner.totals();
+        let d = PyDict::new(py);
+        for (k, v) in [
+            ("messages", t.messages),
+            ("applied", t.applied),
+            ("skipped", t.skipped),
+            ("stale", t.stale),
+            ("buffered", t.buffered),
+            ("waiting", t.waiting),
+            ("gaps", t.gaps),
+            ("crossed", t.crossed),
+            ("checksum_failures", t.checksum_failures),
+            ("checksums_checked", t.checksums_checked),
+            ("errors", t.errors),
+        ] {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+}

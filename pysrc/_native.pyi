@@ -1,0 +1,122 @@
+"""Contract of the compiled Rust core (``pysrc._native``).
+
+This file is checked against the compiled module by ``mypy.stubtest`` in the test suite, so it
+cannot drift from what the extension really exports. Python code should normally use the thin
+wrappers in :mod:`pysrc.book` and :mod:`pysrc.exchange.limits` rather than this module directly.
+
+Design rules the core follows:
+
+* raw exchange bytes go in, one call per message; no per-level Python objects on the hot path;
+* prices and sizes are fixed-point integers inside the core; they come back out either as exact
+  decimal strings (``levels``, ``best_bid``, ``best_ask``) or, for analytics only, as floats
+  (``top_of_book``);
+* malformed input raises :class:`MalformedMessage` and leaves every book unchanged.
+"""
+
+from typing import Final
+
+__version__: str
+
+# Outcome codes returned by BookEngine.apply / apply_snapshot (first element of the tuple).
+APPLIED: Final[int]
+"""A snapshot or delta was applied and the book is live."""
+SKIPPED: Final[int]
+"""Not an order-book message (trade, ticker, pong, subscribe ack, heartbeat...)."""
+STALE: Final[int]
+"""A delta older than the book (Bybit ``u <= last u``, Binance ``u < lastUpdateId``) was dropped."""
+BUFFERED: Final[int]
+"""Binance: update buffered while the book waits for its REST snapshot."""
+WAITING: Final[int]
+"""A delta for a book that has no snapshot yet (or needs a resync) was dropped."""
+GAP: Final[int]
+"""Sequence gap detected; the book now needs a resync and is not usable until rebuilt."""
+CROSSED: Final[int]
+"""The message left the book crossed (best bid >= best ask); the book now needs a resync."""
+CHECKSUM_MISMATCH: Final[int]
+"""The exchange checksum did not match the book after applying; the book now needs a resync."""
+
+class NativeError(Exception):
+    """Base class of every error raised by the compiled core."""
+
+class MalformedMessage(NativeError, ValueError):
+    """The message could not be parsed or violates the exchange schema; nothing was applied."""
+
+class UnknownSymbol(NativeError, KeyError):
+    """No book exists for the requested symbol."""
+
+class UnknownBucket(NativeError, KeyError):
+    """No token bucket with that name."""
+
+class BookEngine:
+    """All L2 books of one exchange feed, keyed by symbol.
+
+    ``exchange`` is one of ``"bybit"``, ``"binance"``, ``"okx"``, ``"kraken"`` (Kraken WebSocket v1
+    and v2 messages are both accepted). ``depth`` truncates every book to that many levels per side
+    after each message; ``0`` means "as the feed says": the Bybit topic depth
+    (``orderbook.200.X`` -> 200), the Kraken v1 channel depth (``book-1000`` -> 1000), 10 for Kraken
+    v2, no truncation for Binance and OKX. ``buffer_limit`` bounds the per-symbol buffer of Binance
+    updates kept while waiting for a REST snapshot (oldest dropped first).
+    """
+
+    def __init__(self, exchange: str, depth: int = 0, buffer_limit: int = 10000) -> None: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def depth(self) -> int: ...
+    def apply(self, message: bytes | str) -> tuple[int, str | None]:
+        """Apply one raw WebSocket message. Returns ``(outcome, symbol)``; symbol is None when skipped.
+
+        Raises MalformedMessage for input that cannot be understood; no book is changed then.
+        """
+    def apply_snapshot(self, symbol: str, message: bytes | str) -> tuple[int, str | None]:
+        """Apply a REST depth snapshot for ``symbol`` (Binance ``/fapi/v1/depth``; Bybit
+        ``/v5/market/orderbook`` result or envelope)."""
+    def symbols(self) -> list[str]:
+        """Symbols with a book, in first-seen order."""
+    def has_book(self, symbol: str) -> bool: ...
+    def state(self, symbol: str) -> str:
+        """``"awaiting_snapshot"``, ``"live"`` or ``"needs_resync"``."""
+    def is_live(self, symbol: str) -> bool: ...
+    def needs_resync(self) -> list[str]:
+        """Symbols whose book must be rebuilt from a fresh snapshot before it is used."""
+    def reset(self, symbol: str) -> None:
+        """Forget the book's levels and wait for a fresh snapshot (call after resubscribing)."""
+    def top_of_book(self, symbol: str) -> tuple[float, float, float, float] | None:
+        """``(bid, bid_size, ask, ask_size)`` as floats for analytics; None while a side is empty."""
+    def best_bid(self, symbol: str) -> tuple[str, str] | None:
+        """Best bid ``(price, size)`` as exact decimal strings."""
+    def best_ask(self, symbol: str) -> tuple[str, str] | None:
+        """Best ask ``(price, size)`` as exact decimal strings."""
+    def levels(self, symbol: str, n: int = 20) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Top ``n`` levels per side (``0`` = all) as ``(bids, asks)`` of exact decimal strings,
+        bids best (highest) first, asks best (lowest) first."""
+    def update_id(self, symbol: str) -> int:
+        """Last applied update id (Bybit ``u``, Binance ``u``, OKX ``seqId``; 0 if none)."""
+    def last_ts(self, symbol: str) -> int | None:
+        """Exchange timestamp (ms) of the last applied message, when the feed carries one."""
+    def stats(self, symbol: str) -> dict[str, int | str]:
+        """Counters and state of one book: ``messages, update_id, gaps, resyncs, stale, crossed,
+        checksums_checked, checksum_failures, bid_levels, ask_levels, depth, state``."""
+    def totals(self) -> dict[str, int]:
+        """Engine counters: ``messages, applied, skipped, stale, buffered, waiting, gaps, crossed,
+        checksum_failures, checksums_checked, errors``."""
+
+class RateLimiter:
+    """Named token buckets on a monotonic clock (non-blocking; the caller decides how to wait).
+
+    Tokens are kept as fixed-point integers (1e-6 token resolution) so refill never drifts.
+    """
+
+    def __init__(self) -> None: ...
+    def add_bucket(self, name: str, capacity: float, refill_per_second: float) -> None:
+        """Create (or replace) a bucket that starts full. Raises ValueError for non-positive values."""
+    def try_acquire(self, name: str, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens if available now; never blocks. A cost above capacity raises ValueError."""
+    def time_until_available(self, name: str, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens will be available (0.0 if they are now)."""
+    def available(self, name: str) -> float:
+        """Tokens available now."""
+    def set_available(self, name: str, tokens: float) -> None:
+        """Overwrite the current token count (e.g. from the exchange's remaining-quota header),
+        clamped to ``[0, capacity]``."""
+    def buckets(self) -> list[str]: ...
