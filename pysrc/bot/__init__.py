@@ -1,0 +1,1 @@
+"""The bot's entry point package: ``python -m pysrc.bot``."""
