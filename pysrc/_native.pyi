@@ -13,7 +13,27 @@ Design rules the core follows:
 * malformed input raises :class:`MalformedMessage` and leaves every book unchanged.
 """
 
-from typing import Final
+from typing import Final, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "APPLIED",
+    "BUFFERED",
+    "BookEngine",
+    "CHECKSUM_MISMATCH",
+    "CROSSED",
+    "GAP",
+    "MalformedMessage",
+    "NativeError",
+    "RateLimiter",
+    "SKIPPED",
+    "STALE",
+    "UnknownBucket",
+    "UnknownSymbol",
+    "WAITING",
+    "__version__",
+]
 
 __version__: str
 
@@ -47,6 +67,7 @@ class UnknownSymbol(NativeError, KeyError):
 class UnknownBucket(NativeError, KeyError):
     """No token bucket with that name."""
 
+@final
 class BookEngine:
     """All L2 books of one exchange feed, keyed by symbol.
 
@@ -58,7 +79,7 @@ class BookEngine:
     updates kept while waiting for a REST snapshot (oldest dropped first).
     """
 
-    def __init__(self, exchange: str, depth: int = 0, buffer_limit: int = 10000) -> None: ...
+    def __new__(cls, exchange: str, depth: int = 0, buffer_limit: int = 10000) -> Self: ...
     @property
     def exchange(self) -> str: ...
     @property
@@ -101,13 +122,14 @@ class BookEngine:
         """Engine counters: ``messages, applied, skipped, stale, buffered, waiting, gaps, crossed,
         checksum_failures, checksums_checked, errors``."""
 
+@final
 class RateLimiter:
     """Named token buckets on a monotonic clock (non-blocking; the caller decides how to wait).
 
     Tokens are kept as fixed-point integers (1e-6 token resolution) so refill never drifts.
     """
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     def add_bucket(self, name: str, capacity: float, refill_per_second: float) -> None:
         """Create (or replace) a bucket that starts full. Raises ValueError for non-positive values."""
     def try_acquire(self, name: str, cost: float = 1.0) -> bool:

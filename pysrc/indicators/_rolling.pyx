@@ -59,14 +59,8 @@ def rolling_std(const double[::1] x, Py_ssize_t window, int ddof=0):
     cdef double mean = 0.0, m2 = 0.0, d, v
     cdef Py_ssize_t count = 0, nans = 0
     for i in range(n):
-        v = x[i]
-        if isnan(v):
-            nans += 1
-        else:
-            count += 1
-            d = v - mean
-            mean += d / count
-            m2 += d * (v - mean)
+        # Remove the value leaving the window before adding the new one, so the running
+        # moments never cover more than `window` values.
         if i >= window:
             v = x[i - window]
             if isnan(v):
@@ -80,6 +74,21 @@ def rolling_std(const double[::1] x, Py_ssize_t window, int ddof=0):
                     d = v - mean
                     mean -= d / count
                     m2 -= d * (v - mean)
+        v = x[i]
+        if isnan(v):
+            nans += 1
+        else:
+            count += 1
+            if count == 1:
+                # Exact restart: no cancellation residue from values that left the window.
+                mean = v
+                m2 = 0.0
+            else:
+                d = v - mean
+                mean += d / count
+                m2 += d * (v - mean)
+        if m2 < 0.0:
+            m2 = 0.0
         if i + 1 < window or nans > 0:
             out[i] = NAN
         else:
