@@ -89,6 +89,15 @@ class BookEngine:
 
         Raises MalformedMessage for input that cannot be understood; no book is changed then.
         """
+    def apply_lines(
+        self, data: bytes | str, rest_symbol: str | None = None, max_errors: int = 5
+    ) -> dict[str, int | list[tuple[int, str]]]:
+        """Apply newline-separated messages, each exactly as ``apply`` would, in one call (for
+        replaying recorded files; the GIL is released meanwhile). Blank lines count as skipped; a
+        Binance REST depth line goes to ``apply_snapshot(rest_symbol)`` when one is given.
+        Malformed lines are counted, never raised. Returns ``lines, applied, skipped, other``
+        (stale/buffered/waiting/gap/crossed/checksum outcomes), ``errors`` and ``first_errors``
+        (1-based line number within ``data``, message)."""
     def apply_snapshot(self, symbol: str, message: bytes | str) -> tuple[int, str | None]:
         """Apply a REST depth snapshot for ``symbol`` (Binance ``/fapi/v1/depth``; Bybit
         ``/v5/market/orderbook`` result or envelope)."""

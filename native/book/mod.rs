@@ -6,6 +6,6 @@ pub mod engine;
 pub mod l2;
 pub mod ladder;
 
-pub use engine::{Applied, BookEngine, Exchange, Outcome, Totals};
+pub use engine::{Applied, BookEngine, Exchange, LinesReport, Outcome, Totals};
 pub use l2::{BookState, BookStats, L2Book, WireLevel};
 pub use ladder::{Ladder, Level, Side};

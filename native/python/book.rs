@@ -23,12 +23,17 @@ impl PyBookEngine {
         self.inner.book(symbol).map_err(|e| book_err(py, e))
     }
 
-    fn result(&mut self, py: Python<'_>, r: Result<Applied, crate::BookError>) -> PyResult<(u8, Option<Py<PyString>>)> {
-        let (outcome, idx) = r.map_err(|e| book_err(py, e))?;
+    /// Create the Python names of books added since the last call.
+    fn sync_names(&mut self, py: Python<'_>) {
         while self.names.len() < self.inner.books().len() {
             let sym = &self.inner.books()[self.names.len()].symbol;
             self.names.push(PyString::new(py, sym).unbind());
         }
+    }
+
+    fn result(&mut self, py: Python<'_>, r: Result<Applied, crate::BookError>) -> PyResult<(u8, Option<Py<PyString>>)> {
+        let (outcome, idx) = r.map_err(|e| book_err(py, e))?;
+        self.sync_names(py);
         Ok((outcome as u8, idx.map(|i| self.names[i].clone_ref(py))))
     }
 }
@@ -67,6 +72,29 @@ impl PyBookEngine {
     fn py_apply(&mut self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(u8, Option<Py<PyString>>)> {
         let r = self.inner.apply(message_bytes(message)?);
         self.result(py, r)
+    }
+
+    /// Apply newline-separated messages in one call; the GIL is released meanwhile.
+    #[pyo3(name = "apply_lines", signature = (data, rest_symbol = None, max_errors = 5))]
+    fn py_apply_lines<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        rest_symbol: Option<&str>,
+        max_errors: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let bytes = message_bytes(data)?;
+        let inner = &mut self.inner;
+        let rep = py.detach(|| inner.apply_lines(bytes, rest_symbol, max_errors));
+        self.sync_names(py);
+        let d = PyDict::new(py);
+        d.set_item("lines", rep.lines)?;
+        d.set_item("applied", rep.applied)?;
+        d.set_item("skipped", rep.skipped)?;
+        d.set_item("other", rep.other)?;
+        d.set_item("errors", rep.errors)?;
+        d.set_item("first_errors", rep.first_errors)?;
+        Ok(d)
     }
 
     #[pyo3(name = "apply_snapshot")]

@@ -17,7 +17,15 @@ from pathlib import Path
 import orjson
 
 from pysrc.book import EXCHANGES, BookEngine
-from pysrc.book.replay import ReplayInputError, ReplayStats, book_summary, read_items, replay
+from pysrc.book.replay import (
+    ReplayInputError,
+    ReplayStats,
+    book_summary,
+    read_items,
+    replay,
+    replay_jsonl_fast,
+    sniff_format,
+)
 
 
 def _print_summary(stats: ReplayStats, engine: BookEngine) -> None:
@@ -41,9 +49,18 @@ def _print_summary(stats: ReplayStats, engine: BookEngine) -> None:
 def cmd_book_replay(args: argparse.Namespace) -> int:
     engine = BookEngine(args.exchange, args.depth)
     out = sys.stdout.buffer
+    paths = [Path(f) for f in args.files]
     try:
-        items = read_items([Path(f) for f in args.files], args.format, args.symbol)
-        stats = replay(items, engine, emit=args.emit, only_symbol=args.symbol, write=out.write)
+        for p in paths:
+            if not p.is_file():
+                raise ReplayInputError(f"no such file: {p}")
+        all_jsonl = all((args.format if args.format != "auto" else sniff_format(p)) == "jsonl" for p in paths)
+        if args.emit == "final" and all_jsonl:
+            # Nothing to print per message: hand whole chunks to the core.
+            stats = replay_jsonl_fast(paths, engine, rest_symbol=args.symbol)
+        else:
+            items = read_items(paths, args.format, args.symbol)
+            stats = replay(items, engine, emit=args.emit, only_symbol=args.symbol, write=out.write)
     except ReplayInputError as exc:
         print(f"book-replay: {exc}", file=sys.stderr)
         return 2

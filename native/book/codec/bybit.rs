@@ -13,9 +13,11 @@ use serde::de::value::MapAccessDeserializer;
 use serde::Deserialize as DeriveDeserialize;
 use serde_json::value::RawValue;
 
+use super::scan::Cursor;
 use super::wire::{into_levels, StrLevel};
-use crate::book::engine::{Applied, BookEngine, Outcome};
+use crate::book::engine::{Applied, BookEngine, Outcome, MAX_LEVELS_PER_SIDE};
 use crate::book::l2::WireLevel;
+use crate::decimal::Dec;
 use crate::error::BookError;
 
 /// First dotted part of topics Bybit publishes that are not order books.
@@ -106,11 +108,194 @@ fn malformed(msg: &str) -> BookError {
     BookError::Malformed(msg.to_owned())
 }
 
-pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
+/// What both parsers produce: the envelope fields the rules need.
+#[derive(Debug, PartialEq)]
+struct Parsed<'a> {
+    topic: Option<&'a str>,
+    kind: Option<&'a str>,
+    ts: Option<i64>,
+    control: bool,
+    data: ParsedData<'a>,
+}
+
+#[derive(Debug, PartialEq)]
+enum ParsedData<'a> {
+    /// Absent or `null`.
+    Absent,
+    Book { s: Option<&'a str>, b: Vec<WireLevel>, a: Vec<WireLevel>, u: Option<u64> },
+    Other,
+}
+
+/// The general parser: serde_json with borrowed strings.
+fn parse_serde(msg: &[u8]) -> Result<Parsed<'_>, BookError> {
     let env: Envelope = serde_json::from_slice(msg)?;
-    let topic = match env.topic {
+    let data = match env.data {
+        None => ParsedData::Absent,
+        Some(Data::Other) => ParsedData::Other,
+        Some(Data::Book(d)) => ParsedData::Book { s: d.s, b: into_levels(d.b)?, a: into_levels(d.a)?, u: d.u },
+    };
+    Ok(Parsed { topic: env.topic, kind: env.kind, ts: env.ts, control: env.op.is_some() || env.success.is_some(), data })
+}
+
+/// The hot path: one strict pass with no intermediate strings. `None` = use `parse_serde`.
+fn parse_fast(msg: &[u8]) -> Option<Parsed<'_>> {
+    let mut c = Cursor::new(msg)?;
+    let mut p = Parsed { topic: None, kind: None, ts: None, control: false, data: ParsedData::Absent };
+    let mut seen = [false; 4];
+    let mut once = |i: usize| -> Option<()> {
+        // serde refuses duplicate fields; leave those messages to it.
+        if std::mem::replace(&mut seen[i], true) {
+            None
+        } else {
+            Some(())
+        }
+    };
+    c.eat(b'{')?;
+    if c.peek()? == b'}' {
+        c.i += 1;
+    } else {
+        loop {
+            match c.str()? {
+                "topic" => {
+                    once(0)?;
+                    c.eat(b':')?;
+                    p.topic = nullable(&mut c, |c| c.str())?;
+                }
+                "type" => {
+                    once(1)?;
+                    c.eat(b':')?;
+                    p.kind = nullable(&mut c, |c| c.str())?;
+                }
+                "ts" => {
+                    once(2)?;
+                    c.eat(b':')?;
+                    p.ts = nullable(&mut c, |c| c.i64())?;
+                }
+                "data" => {
+                    once(3)?;
+                    c.eat(b':')?;
+                    p.data = match c.peek()? {
+                        b'{' => fast_book_data(&mut c)?,
+                        b'n' => {
+                            c.skip()?;
+                            ParsedData::Absent
+                        }
+                        _ => {
+                            c.skip()?;
+                            ParsedData::Other
+                        }
+                    };
+                }
+                "op" | "success" => {
+                    c.eat(b':')?;
+                    // serde's Option<IgnoredAny> treats null as absent.
+                    if c.peek()? != b'n' {
+                        p.control = true;
+                    }
+                    c.skip()?;
+                }
+                _ => {
+                    c.eat(b':')?;
+                    c.skip()?;
+                }
+            }
+            if !c.more(b'}')? {
+                break;
+            }
+        }
+    }
+    if c.at_end() {
+        Some(p)
+    } else {
+        None
+    }
+}
+
+/// `null` or a value read by `f` (a JSON null deserializes to None for Option fields).
+#[inline(always)]
+fn nullable<'a, T>(c: &mut Cursor<'a>, f: impl FnOnce(&mut Cursor<'a>) -> Option<T>) -> Option<Option<T>> {
+    if c.peek()? == b'n' {
+        c.skip()?;
+        Some(None)
+    } else {
+        f(c).map(Some)
+    }
+}
+
+fn fast_book_data<'a>(c: &mut Cursor<'a>) -> Option<ParsedData<'a>> {
+    let (mut s, mut u) = (None, None);
+    let (mut b, mut a) = (Vec::new(), Vec::new());
+    let mut seen = [false; 4];
+    c.eat(b'{')?;
+    if c.peek()? == b'}' {
+        c.i += 1;
+        return Some(ParsedData::Book { s, b, a, u });
+    }
+    loop {
+        let key = c.str()?;
+        c.eat(b':')?;
+        let slot = match key {
+            "s" => 0,
+            "b" => 1,
+            "a" => 2,
+            "u" => 3,
+            _ => 4,
+        };
+        if slot < 4 && std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            0 => s = nullable(c, |c| c.str())?,
+            1 => b = fast_levels(c)?,
+            2 => a = fast_levels(c)?,
+            3 => u = nullable(c, |c| c.u64())?,
+            _ => c.skip()?,
+        }
+        if !c.more(b'}')? {
+            return Some(ParsedData::Book { s, b, a, u });
+        }
+    }
+}
+
+/// `[["px","sz",...], ...]` straight into exact decimals.
+#[inline(always)]
+fn fast_levels(c: &mut Cursor<'_>) -> Option<Vec<WireLevel>> {
+    c.eat(b'[')?;
+    let mut out = Vec::with_capacity(16);
+    if c.peek()? == b']' {
+        c.i += 1;
+        return Some(out);
+    }
+    loop {
+        c.eat(b'[')?;
+        let px = Dec::parse(c.str()?).ok()?;
+        c.eat(b',')?;
+        let sz = Dec::parse(c.str()?).ok()?;
+        if px.is_zero() {
+            return None;
+        }
+        while c.more(b']')? {
+            c.skip()?;
+        }
+        out.push(WireLevel { px, sz });
+        if !c.more(b']')? {
+            break;
+        }
+    }
+    if out.len() > MAX_LEVELS_PER_SIDE {
+        return None;
+    }
+    Some(out)
+}
+
+pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
+    let p = match parse_fast(msg) {
+        Some(p) => p,
+        None => parse_serde(msg)?,
+    };
+    let topic = match p.topic {
         Some(t) => t,
-        None if env.op.is_some() || env.success.is_some() => return Ok((Outcome::Skipped, None)),
+        None if p.control => return Ok((Outcome::Skipped, None)),
         None => return Err(malformed("neither topic nor op")),
     };
     let (head, rest) = topic.split_once('.').unwrap_or((topic, ""));
@@ -131,24 +316,21 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
     if symbol.is_empty() {
         return Err(BookError::UnknownTopic(topic.to_owned()));
     }
-    let data = match env.data {
-        Some(Data::Book(d)) => d,
-        _ => return Err(malformed("orderbook message without a data object")),
+    let ParsedData::Book { s, b: bids, a: asks, u } = p.data else {
+        return Err(malformed("orderbook message without a data object"));
     };
-    let snapshot = match env.kind {
+    let snapshot = match p.kind {
         Some("snapshot") => true,
         Some("delta") => false,
         Some(_) => return Err(malformed("type must be snapshot or delta")),
         None => return Err(malformed("missing type")),
     };
-    if data.s.is_some_and(|s| s != symbol) {
+    if s.is_some_and(|s| s != symbol) {
         return Err(malformed("data.s differs from the topic symbol"));
     }
-    let u = data.u.ok_or_else(|| malformed("missing data.u"))?;
-    let bids = into_levels(data.b)?;
-    let asks = into_levels(data.a)?;
+    let u = u.ok_or_else(|| malformed("missing data.u"))?;
     let depth = if eng.depth != 0 { eng.depth } else { topic_depth };
-    apply_parsed(eng, symbol, snapshot, u, env.ts, &bids, &asks, depth)
+    apply_parsed(eng, symbol, snapshot, u, p.ts, &bids, &asks, depth)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -303,6 +485,53 @@ mod tests {
         assert_eq!((b.len(), a.len()), (1, 1));
         // level-1 re-push with the same u is a snapshot, not stale
         assert_eq!(e.apply(snap.as_bytes()).unwrap().0, Outcome::Applied);
+    }
+
+    /// Both parsers must agree on every input the fast path accepts; on real-looking messages
+    /// and on mutations of them.
+    #[test]
+    fn fast_parser_agrees_with_serde() {
+        let base = [
+            SNAP.to_string(),
+            delta(11, r#"["100.0","0"],["99.0","1.50","x"]"#, r#"["101.5","2"]"#),
+            r#"{"success":true,"ret_msg":"pong","conn_id":"a","req_id":"","op":"ping"}"#.to_string(),
+            r#"{"topic":"publicTrade.X","type":"snapshot","ts":1,"data":[{"T":1,"p":"1.0","v":"2"}]}"#.to_string(),
+            r#" { "topic" : "orderbook.1.X" , "ts" : -3 , "type":"snapshot","data":{"u":1,"b":[],"a":[]}} "#.to_string(),
+            r#"{"topic":null,"op":null,"data":null}"#.to_string(),
+        ];
+        let mut rng = 0xAFC7FB0976F64FADu64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let alphabet = b"{}[]\",:.0123456789-eE nultrsfabu\\";
+        let mut checked = 0;
+        for m in &base {
+            for _ in 0..4000 {
+                let mut v = m.as_bytes().to_vec();
+                for _ in 0..(next() % 3) {
+                    let i = (next() as usize) % v.len();
+                    match next() % 3 {
+                        0 => v[i] = alphabet[(next() as usize) % alphabet.len()],
+                        1 => {
+                            v.remove(i);
+                        }
+                        _ => v.insert(i, alphabet[(next() as usize) % alphabet.len()]),
+                    }
+                    if v.is_empty() {
+                        break;
+                    }
+                }
+                if let Some(fast) = parse_fast(&v) {
+                    let slow = parse_serde(&v);
+                    assert_eq!(Ok(&fast), slow.as_ref(), "parsers disagree on {:?}", String::from_utf8_lossy(&v));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 2000, "fast path accepted too few inputs to compare ({checked})");
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod binance;
 pub mod bybit;
 pub mod kraken;
 pub mod okx;
+pub(crate) mod scan;
 pub(crate) mod wire;
