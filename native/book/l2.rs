@@ -57,6 +57,9 @@ pub struct L2Book {
     pub update_id: u64,
     /// Binance: the first update after a snapshot has bridged it.
     pub bridged: bool,
+    /// The book broke since its last snapshot; the next snapshot counts as a resync even if the
+    /// caller reset the book in between.
+    pub resync_pending: bool,
     pub last_ts: Option<i64>,
     pub stats: BookStats,
 }
@@ -73,6 +76,7 @@ impl L2Book {
             state: BookState::AwaitingSnapshot,
             update_id: 0,
             bridged: false,
+            resync_pending: false,
             last_ts: None,
             stats: BookStats::default(),
         }
@@ -167,9 +171,9 @@ impl L2Book {
         }
     }
 
-    /// Mark a snapshot as applied: counts a resync when the book was broken.
+    /// Mark a snapshot as applied: counts a resync when the book had broken.
     pub fn mark_snapshot(&mut self) {
-        if self.state == BookState::NeedsResync {
+        if std::mem::take(&mut self.resync_pending) {
             self.stats.resyncs += 1;
         }
         self.state = BookState::Live;
@@ -177,17 +181,17 @@ impl L2Book {
 
     pub fn mark_broken(&mut self) {
         self.state = BookState::NeedsResync;
+        self.resync_pending = true;
     }
 
-    /// Forget all levels and wait for a fresh snapshot.
+    /// Forget all levels and wait for a fresh snapshot (the Binance buffer is kept by the
+    /// engine: its updates carry exchange ids, so the sync rules sort them out).
     pub fn reset(&mut self) {
         self.bids.clear();
         self.asks.clear();
         self.update_id = 0;
         self.bridged = false;
-        if self.state == BookState::Live {
-            self.state = BookState::AwaitingSnapshot;
-        }
+        self.state = BookState::AwaitingSnapshot;
     }
 
     /// Append a level's price as the exchange wrote it.
