@@ -199,7 +199,17 @@ impl BookEngine {
     /// `apply_snapshot(rest_symbol)` when a symbol is given.
     pub fn apply_lines(&mut self, data: &[u8], rest_symbol: Option<&str>, max_errors: usize) -> LinesReport {
         let mut rep = LinesReport::default();
-        for line in data.split(|&c| c == b'\n') {
+        let mut start = 0;
+        let mut lines = std::iter::from_fn(|| {
+            if start > data.len() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let line = &data[start..end];
+            start = end + 1;
+            Some(line)
+        });
+        while let Some(line) = lines.next() {
             rep.lines += 1;
             if line.iter().all(|c| c.is_ascii_whitespace()) {
                 rep.skipped += 1;

@@ -1,10 +1,13 @@
-//! One side of an L2 book: a sorted vector with the best level at the end.
+//! One side of an L2 book: a sorted ring buffer (`VecDeque`) with the best level at the back.
 //!
-//! Why a vector and not a tree: almost every exchange update touches the first few levels, so
-//! keeping the best price at the *end* makes inserts and deletes there a short `memmove`, and the
-//! whole side (200-1000 levels of 24 bytes) stays in a few cache lines' worth of pages. A binary
-//! search finds any level in O(log n); reading the top N levels is a reverse slice walk with no
-//! allocation.
+//! Why not a tree: almost every exchange update touches the first few levels, and the rest are
+//! deletes of the worst level when a new one enters the depth window (Bybit sends those
+//! explicitly). A `VecDeque` inserts and removes by shifting whichever side of the position is
+//! shorter, so both ends cost a few element moves, the side (200-1000 levels of 24 bytes) stays
+//! contiguous in at most two slices, a binary search finds any level in O(log n), and reading the
+//! top N levels walks from the back with no allocation.
+
+use std::collections::VecDeque;
 
 /// A price level. `px` and `sz` are at the book's common scales; `px_dec`/`sz_dec` are the
 /// number of decimals the exchange used for this level, so the wire text can be rebuilt exactly.
@@ -26,12 +29,12 @@ pub enum Side {
 pub struct Ladder {
     side: Side,
     /// Sorted from worst to best: bids ascending, asks descending.
-    levels: Vec<Level>,
+    levels: VecDeque<Level>,
 }
 
 impl Ladder {
     pub fn new(side: Side) -> Self {
-        Ladder { side, levels: Vec::new() }
+        Ladder { side, levels: VecDeque::new() }
     }
 
     #[inline]
@@ -63,7 +66,7 @@ impl Ladder {
         let k = self.key(px);
         // Updates cluster at the top of the book (the end of the vector): check the best level
         // first, then binary-search.
-        if let Some(last) = self.levels.last() {
+        if let Some(last) = self.levels.back() {
             let lk = self.key(last.px);
             if k > lk {
                 return Err(self.levels.len());
@@ -109,7 +112,7 @@ impl Ladder {
 
     #[inline]
     pub fn best(&self) -> Option<&Level> {
-        self.levels.last()
+        self.levels.back()
     }
 
     /// Levels from best to worst.
@@ -124,7 +127,7 @@ impl Ladder {
 
     /// Largest |price| and size held, used to check that a rescale cannot overflow.
     pub fn max_px_sz(&self) -> (i64, i64) {
-        let max_px = match (self.levels.first(), self.levels.last()) {
+        let max_px = match (self.levels.front(), self.levels.back()) {
             (Some(a), Some(b)) => a.px.max(b.px),
             _ => 0,
         };
@@ -144,17 +147,16 @@ impl Ladder {
     /// Replace the whole side from levels in any order (snapshot load). Zero sizes are dropped;
     /// for a price given twice the later one wins.
     pub fn load<I: IntoIterator<Item = Level>>(&mut self, levels: I) {
-        self.levels.clear();
-        self.levels.extend(levels.into_iter());
+        let mut sorted: Vec<Level> = levels.into_iter().collect();
         // A stable sort keeps array order among equal prices, so dedup can keep the last one.
         let side = self.side;
         let key = move |px: i64| if side == Side::Bid { px } else { -px };
-        self.levels.sort_by_key(|l| key(l.px));
-        let mut out: Vec<Level> = Vec::with_capacity(self.levels.len());
-        for l in self.levels.drain(..) {
-            match out.last_mut() {
+        sorted.sort_by_key(|l| key(l.px));
+        let mut out: VecDeque<Level> = VecDeque::with_capacity(sorted.len());
+        for l in sorted {
+            match out.back_mut() {
                 Some(prev) if prev.px == l.px => *prev = l,
-                _ => out.push(l),
+                _ => out.push_back(l),
             }
         }
         out.retain(|l| l.sz != 0);
