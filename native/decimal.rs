@@ -121,6 +121,10 @@ impl Dec {
                 .mant
                 .checked_mul(*POW10.get((-dec) as usize).ok_or_else(|| DecimalError::TooLong(s.to_owned()))?)
                 .ok_or_else(|| DecimalError::TooLong(s.to_owned()))?;
+            // The same limit as plain decimals: at most 18 digits.
+            if mant >= POW10[MAX_DECIMALS as usize] {
+                return Err(DecimalError::TooLong(s.to_owned()));
+            }
             Ok(Dec { mant, dec: 0 })
         }
     }
@@ -202,6 +206,8 @@ mod tests {
         assert_eq!(Dec::parse_json_number("2.5e+1").unwrap(), Dec { mant: 25, dec: 0 });
         assert!(Dec::parse_json_number("-1.0").is_err());
         assert!(Dec::parse_json_number("1e").is_err());
+        assert!(Dec::parse_json_number("9e18").is_err());
+        assert!(Dec::parse_json_number("9e17").is_ok());
     }
 
     #[test]

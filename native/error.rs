@@ -19,6 +19,8 @@ pub enum BookError {
     UnknownTopic(String),
     #[error("unknown exchange {0:?} (expected bybit, binance, okx or kraken)")]
     UnknownExchange(String),
+    #[error("invalid engine setting: {0}")]
+    Config(String),
     #[error("no book for symbol {0:?}")]
     UnknownSymbol(String),
 }

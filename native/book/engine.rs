@@ -139,10 +139,13 @@ pub fn is_rest_snapshot(line: &[u8]) -> bool {
 
 impl BookEngine {
     pub fn new(exchange: &str, depth: usize, buffer_limit: usize) -> Result<Self, BookError> {
+        if buffer_limit == 0 {
+            return Err(BookError::Config("buffer_limit must be at least 1".into()));
+        }
         Ok(BookEngine {
             exchange: Exchange::parse(exchange)?,
             depth,
-            buffer_limit: buffer_limit.max(1),
+            buffer_limit,
             books: Vec::new(),
             index: SymbolIndex::default(),
             buffers: Vec::new(),
@@ -177,7 +180,9 @@ impl BookEngine {
 
     /// Apply a REST depth snapshot for `symbol`.
     pub fn apply_snapshot(&mut self, symbol: &str, msg: &[u8]) -> Result<Applied, BookError> {
-        let r = if msg.len() > MAX_MESSAGE_BYTES {
+        let r = if symbol.is_empty() {
+            Err(BookError::Malformed("a REST snapshot needs a non-empty symbol".into()))
+        } else if msg.len() > MAX_MESSAGE_BYTES {
             Err(BookError::Malformed(format!("message of {} bytes exceeds the limit", msg.len())))
         } else {
             match self.exchange {

@@ -71,7 +71,7 @@ fn raise(py: Python<'_>, cls: &pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>>, 
 pub fn book_err(py: Python<'_>, e: BookError) -> PyErr {
     match e {
         BookError::UnknownSymbol(_) => raise(py, &UNKNOWN_SYMBOL, e.to_string()),
-        BookError::UnknownExchange(_) => PyValueError::new_err(e.to_string()),
+        BookError::UnknownExchange(_) | BookError::Config(_) => PyValueError::new_err(e.to_string()),
         _ => raise(py, &MALFORMED, e.to_string()),
     }
 }

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::wire::{into_levels, parse_levels, StrLevel};
+use super::wire::{into_levels, parse_levels, Str, StrLevel};
 use crate::book::engine::{Applied, BookEngine, Outcome};
 use crate::book::l2::{L2Book, WireLevel};
 use crate::error::BookError;
@@ -29,11 +29,11 @@ struct Msg<'a> {
     data: Option<&'a RawValue>,
     stream: Option<IgnoredAny>,
     #[serde(borrow)]
-    e: Option<&'a str>,
+    e: Option<Str<'a>>,
     #[serde(rename = "E")]
     event_time: Option<i64>,
     #[serde(borrow)]
-    s: Option<&'a str>,
+    s: Option<Str<'a>>,
     #[serde(rename = "U")]
     first: Option<u64>,
     u: Option<u64>,
@@ -64,7 +64,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         (true, None) => return Err(malformed("combined-stream message without data")),
         _ => &outer,
     };
-    match m.e {
+    match m.e.as_deref() {
         Some("depthUpdate") => {}
         Some(_) => return Ok((Outcome::Skipped, None)),
         None if m.last_update_id.is_some() => {
@@ -73,7 +73,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         None if m.result.is_some() || m.id.is_some() => return Ok((Outcome::Skipped, None)),
         None => return Err(malformed("not a Binance event")),
     }
-    let symbol = m.s.ok_or_else(|| malformed("depthUpdate without s"))?;
+    let symbol: &str = m.s.as_deref().ok_or_else(|| malformed("depthUpdate without s"))?;
     let upd = Update {
         first: m.first.ok_or_else(|| malformed("depthUpdate without U"))?,
         last: m.u.ok_or_else(|| malformed("depthUpdate without u"))?,

@@ -14,7 +14,7 @@ use serde::Deserialize as DeriveDeserialize;
 use serde_json::value::RawValue;
 
 use super::scan::Cursor;
-use super::wire::{into_levels, StrLevel};
+use super::wire::{into_levels, Str, StrLevel};
 use crate::book::engine::{Applied, BookEngine, Outcome, MAX_LEVELS_PER_SIDE};
 use crate::book::l2::WireLevel;
 use crate::decimal::Dec;
@@ -38,9 +38,9 @@ const OTHER_TOPICS: &[&str] = &[
 #[derive(DeriveDeserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
-    topic: Option<&'a str>,
+    topic: Option<Str<'a>>,
     #[serde(rename = "type", borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Str<'a>>,
     ts: Option<i64>,
     op: Option<IgnoredAny>,
     success: Option<IgnoredAny>,
@@ -51,7 +51,7 @@ struct Envelope<'a> {
 #[derive(DeriveDeserialize)]
 struct BookData<'a> {
     #[serde(borrow)]
-    s: Option<&'a str>,
+    s: Option<Str<'a>>,
     #[serde(default)]
     b: Vec<StrLevel>,
     #[serde(default)]
@@ -111,8 +111,8 @@ fn malformed(msg: &str) -> BookError {
 /// What both parsers produce: the envelope fields the rules need.
 #[derive(Debug, PartialEq)]
 struct Parsed<'a> {
-    topic: Option<&'a str>,
-    kind: Option<&'a str>,
+    topic: Option<Str<'a>>,
+    kind: Option<Str<'a>>,
     ts: Option<i64>,
     control: bool,
     data: ParsedData<'a>,
@@ -122,7 +122,7 @@ struct Parsed<'a> {
 enum ParsedData<'a> {
     /// Absent or `null`.
     Absent,
-    Book { s: Option<&'a str>, b: Vec<WireLevel>, a: Vec<WireLevel>, u: Option<u64> },
+    Book { s: Option<Str<'a>>, b: Vec<WireLevel>, a: Vec<WireLevel>, u: Option<u64> },
     Other,
 }
 
@@ -159,12 +159,12 @@ fn parse_fast(msg: &[u8]) -> Option<Parsed<'_>> {
                 "topic" => {
                     once(0)?;
                     c.eat(b':')?;
-                    p.topic = nullable(&mut c, |c| c.str())?;
+                    p.topic = nullable(&mut c, |c| c.str().map(Str::borrowed))?;
                 }
                 "type" => {
                     once(1)?;
                     c.eat(b':')?;
-                    p.kind = nullable(&mut c, |c| c.str())?;
+                    p.kind = nullable(&mut c, |c| c.str().map(Str::borrowed))?;
                 }
                 "ts" => {
                     once(2)?;
@@ -245,7 +245,7 @@ fn fast_book_data<'a>(c: &mut Cursor<'a>) -> Option<ParsedData<'a>> {
             return None;
         }
         match slot {
-            0 => s = nullable(c, |c| c.str())?,
+            0 => s = nullable(c, |c| c.str().map(Str::borrowed))?,
             1 => b = fast_levels(c)?,
             2 => a = fast_levels(c)?,
             3 => u = nullable(c, |c| c.u64())?,
@@ -293,7 +293,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         Some(p) => p,
         None => parse_serde(msg)?,
     };
-    let topic = match p.topic {
+    let topic: &str = match p.topic.as_deref() {
         Some(t) => t,
         None if p.control => return Ok((Outcome::Skipped, None)),
         None => return Err(malformed("neither topic nor op")),
@@ -306,26 +306,27 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
             Err(BookError::UnknownTopic(topic.to_owned()))
         };
     }
+    // Anything but orderbook.<int>.<symbol> (orderbook.rpi.X, orderbook.full.X, ...) is a book
+    // topic this engine does not keep.
     let Some((depth_s, symbol)) = rest.split_once('.') else {
-        return Err(BookError::UnknownTopic(topic.to_owned()));
+        return Ok((Outcome::Skipped, None));
     };
     let Ok(topic_depth) = depth_s.parse::<usize>() else {
-        // orderbook.rpi.X / orderbook.full.X: real topics this engine does not keep.
         return Ok((Outcome::Skipped, None));
     };
     if symbol.is_empty() {
-        return Err(BookError::UnknownTopic(topic.to_owned()));
+        return Ok((Outcome::Skipped, None));
     }
     let ParsedData::Book { s, b: bids, a: asks, u } = p.data else {
         return Err(malformed("orderbook message without a data object"));
     };
-    let snapshot = match p.kind {
+    let snapshot = match p.kind.as_deref() {
         Some("snapshot") => true,
         Some("delta") => false,
         Some(_) => return Err(malformed("type must be snapshot or delta")),
         None => return Err(malformed("missing type")),
     };
-    if s.is_some_and(|s| s != symbol) {
+    if s.as_deref().is_some_and(|s| s != symbol) {
         return Err(malformed("data.s differs from the topic symbol"));
     }
     let u = u.ok_or_else(|| malformed("missing data.u"))?;
@@ -389,7 +390,7 @@ struct RestEnvelope<'a> {
 #[derive(DeriveDeserialize)]
 struct RestBook<'a> {
     #[serde(borrow)]
-    s: Option<&'a str>,
+    s: Option<Str<'a>>,
     b: Vec<StrLevel>,
     a: Vec<StrLevel>,
     u: u64,
@@ -406,7 +407,7 @@ pub fn apply_rest_snapshot(eng: &mut BookEngine, symbol: &str, msg: &[u8]) -> Re
         Some(r) => serde_json::from_str(r.get())?,
         None => serde_json::from_slice(msg)?,
     };
-    if book.s.is_some_and(|s| s != symbol) {
+    if book.s.as_deref().is_some_and(|s| s != symbol) {
         return Err(malformed("result.s differs from the requested symbol"));
     }
     let bids = into_levels(book.b)?;
@@ -532,6 +533,19 @@ mod tests {
             }
         }
         assert!(checked > 2000, "fast path accepted too few inputs to compare ({checked})");
+    }
+
+    #[test]
+    fn escaped_strings_take_the_serde_path() {
+        let mut e = eng();
+        e.apply(SNAP.as_bytes()).unwrap();
+        let d = r#"{"topic":"orderbook.50.BTCUSDT","type":"delt\u0061","ts":2,"data":{"s":"BTC\u0055SDT","b":[["100.0","\u0035"]],"a":[],"u":11}}"#;
+        assert_eq!(e.apply(d.as_bytes()).unwrap(), (Outcome::Applied, Some(0)));
+        assert_eq!(e.book("BTCUSDT").unwrap().levels_strings(1).0[0].1, "5");
+        for t in ["orderbook", "orderbook.50", "orderbook.50.", "orderbook.rpi.X"] {
+            let m = format!(r#"{{"topic":"{t}","type":"snapshot","data":{{"b":[],"a":[],"u":1}}}}"#);
+            assert_eq!(e.apply(m.as_bytes()).unwrap(), (Outcome::Skipped, None), "{t}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor}
 use serde::Deserialize as DeriveDeserialize;
 use serde_json::value::RawValue;
 
-use super::wire::{check_len, iso8601_ms};
+use super::wire::{check_len, iso8601_ms, Str};
 use crate::book::engine::{Applied, BookEngine, Outcome};
 use crate::book::l2::WireLevel;
 use crate::checksum;
@@ -39,18 +39,18 @@ impl<'de> Deserialize<'de> for V1Level {
                 f.write_str("a [price, volume, timestamp] array of strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<V1Level, A::Error> {
-                let px: &str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let sz: &str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                let ts: &str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                let px: Str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let sz: Str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let ts: Str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
                 // Optional 4th element: "r" marks a republished level; it is applied like any other.
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                let px = Dec::parse(px).map_err(de::Error::custom)?;
+                let px = Dec::parse(&px).map_err(de::Error::custom)?;
                 if px.is_zero() {
                     return Err(de::Error::custom("price must be positive"));
                 }
                 Ok(V1Level {
-                    level: WireLevel { px, sz: Dec::parse(sz).map_err(de::Error::custom)? },
-                    ts: Dec::parse(ts).map_err(de::Error::custom)?,
+                    level: WireLevel { px, sz: Dec::parse(&sz).map_err(de::Error::custom)? },
+                    ts: Dec::parse(&ts).map_err(de::Error::custom)?,
                 })
             }
         }
@@ -66,15 +66,15 @@ struct V1Dict<'a> {
     a: Option<Vec<V1Level>>,
     b: Option<Vec<V1Level>>,
     #[serde(borrow)]
-    c: Option<&'a str>,
+    c: Option<Str<'a>>,
 }
 
 #[derive(DeriveDeserialize)]
 struct V2Msg<'a> {
     #[serde(borrow)]
-    channel: Option<&'a str>,
+    channel: Option<Str<'a>>,
     #[serde(rename = "type", borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Str<'a>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
     method: Option<IgnoredAny>,
@@ -84,14 +84,14 @@ struct V2Msg<'a> {
 #[derive(DeriveDeserialize)]
 struct V2Entry<'a> {
     #[serde(borrow)]
-    symbol: &'a str,
+    symbol: Str<'a>,
     #[serde(default, borrow)]
     bids: Vec<V2Level<'a>>,
     #[serde(default, borrow)]
     asks: Vec<V2Level<'a>>,
     checksum: Option<u64>,
     #[serde(borrow)]
-    timestamp: Option<&'a str>,
+    timestamp: Option<Str<'a>>,
 }
 
 /// Prices are JSON numbers: keep their literal text so no digit is lost to a float.
@@ -114,7 +114,7 @@ impl V2Level<'_> {
 }
 
 struct Parsed<'a> {
-    symbol: &'a str,
+    symbol: Str<'a>,
     snapshot: bool,
     bids: Vec<WireLevel>,
     asks: Vec<WireLevel>,
@@ -132,7 +132,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         },
         Some(b'{') => {
             let m: V2Msg = serde_json::from_slice(msg)?;
-            match m.channel {
+            match m.channel.as_deref() {
                 Some("book") => parse_v2(&m)?,
                 Some(_) => return Ok((Outcome::Skipped, None)),
                 None if m.event.is_some() || m.method.is_some() => return Ok((Outcome::Skipped, None)),
@@ -142,8 +142,10 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         _ => return Err(malformed("not a JSON array or object")),
     };
     let mut last = (Outcome::Skipped, None);
+    // A message counts once per book, even when it carries several entries for one symbol.
+    let mut counted: Vec<usize> = Vec::with_capacity(1);
     for p in parsed {
-        last = apply_parsed(eng, p)?;
+        last = apply_parsed(eng, p, &mut counted)?;
         if last.0.breaks_book() {
             break;
         }
@@ -157,11 +159,11 @@ fn parse_v1(msg: &[u8]) -> Result<Option<Vec<Parsed<'_>>>, BookError> {
         return Err(malformed("v1 array shorter than [channelID, data, channelName, pair]"));
     }
     let n = parts.len();
-    let channel: &str = serde_json::from_str(parts[n - 2].get())?;
+    let channel: Str = serde_json::from_str(parts[n - 2].get())?;
     if !channel.starts_with("book") {
         return Ok(None);
     }
-    let pair: &str = serde_json::from_str(parts[n - 1].get())?;
+    let pair: Str = serde_json::from_str(parts[n - 1].get())?;
     let depth = channel
         .strip_prefix("book-")
         .and_then(|d| d.parse::<usize>().ok())
@@ -197,6 +199,10 @@ fn parse_v1(msg: &[u8]) -> Result<Option<Vec<Parsed<'_>>>, BookError> {
             take(v, &mut bids)?;
         }
         if let Some(c) = d.c {
+            // u32::from_str accepts a leading '+'; Kraken sends plain digits only.
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(malformed("checksum c is not a decimal u32"));
+            }
             checksum = Some(c.parse::<u32>().map_err(|_| malformed("checksum c is not a u32"))?);
         }
     }
@@ -209,7 +215,7 @@ fn parse_v1(msg: &[u8]) -> Result<Option<Vec<Parsed<'_>>>, BookError> {
 }
 
 fn parse_v2<'a>(m: &V2Msg<'a>) -> Result<Vec<Parsed<'a>>, BookError> {
-    let snapshot = match m.kind {
+    let snapshot = match m.kind.as_deref() {
         Some("snapshot") => true,
         Some("update") => false,
         _ => return Err(malformed("type must be snapshot or update")),
@@ -230,15 +236,15 @@ fn parse_v2<'a>(m: &V2Msg<'a>) -> Result<Vec<Parsed<'a>>, BookError> {
             bids: e.bids.iter().map(V2Level::wire).collect::<Result<_, _>>()?,
             asks: e.asks.iter().map(V2Level::wire).collect::<Result<_, _>>()?,
             checksum,
-            ts: e.timestamp.map(iso8601_ms).transpose()?,
+            ts: e.timestamp.as_deref().map(iso8601_ms).transpose()?,
             depth: V2_DEFAULT_DEPTH,
         });
     }
     Ok(out)
 }
 
-fn apply_parsed(eng: &mut BookEngine, p: Parsed<'_>) -> Result<Applied, BookError> {
-    let (idx, created) = eng.book_index(p.symbol);
+fn apply_parsed(eng: &mut BookEngine, p: Parsed<'_>, counted: &mut Vec<usize>) -> Result<Applied, BookError> {
+    let (idx, created) = eng.book_index(&p.symbol);
     if let Err(e) = eng.books[idx].prepare(&[&p.bids, &p.asks]) {
         if created {
             eng.forget_new_book(idx);
@@ -248,7 +254,10 @@ fn apply_parsed(eng: &mut BookEngine, p: Parsed<'_>) -> Result<Applied, BookErro
     let depth = if eng.depth != 0 { eng.depth } else { p.depth };
     let BookEngine { books, scratch, .. } = eng;
     let book = &mut books[idx];
-    book.stats.messages += 1;
+    if !counted.contains(&idx) {
+        counted.push(idx);
+        book.stats.messages += 1;
+    }
     if p.snapshot {
         book.load_snapshot(&p.bids, &p.asks);
         book.mark_snapshot();
@@ -298,6 +307,16 @@ mod tests {
         let mut e = BookEngine::new("kraken", 0, 10).unwrap();
         assert_eq!(e.apply(msg.as_bytes()).unwrap().0, Outcome::Applied);
         assert_eq!(e.book("BTC/USD").unwrap().stats.checksums_checked, 1);
+    }
+
+    #[test]
+    fn v1_escaped_pair_and_strict_checksum_text() {
+        let mut e = BookEngine::new("kraken", 0, 10).unwrap();
+        let snap = br#"[1,{"as":[["5.0","1.0","1.0"]],"bs":[["4.0","1.0","1.0"]]},"book-10","XBT\/USD"]"#;
+        assert_eq!(e.apply(snap).unwrap().0, Outcome::Applied);
+        assert!(e.book("XBT/USD").is_ok());
+        let plus = br#"[1,{"a":[["5.0","2.0","2.0"]],"c":"+5"},"book-10","XBT/USD"]"#;
+        assert!(e.apply(plus).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::wire::{into_levels, StrLevel};
+use super::wire::{into_levels, Str, StrLevel};
 use crate::book::engine::{Applied, BookEngine, Outcome};
 use crate::book::l2::WireLevel;
 use crate::checksum;
@@ -21,7 +21,7 @@ struct Msg<'a> {
     #[serde(borrow)]
     arg: Option<Arg<'a>>,
     #[serde(borrow)]
-    action: Option<&'a str>,
+    action: Option<Str<'a>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
 }
@@ -29,9 +29,9 @@ struct Msg<'a> {
 #[derive(Deserialize)]
 struct Arg<'a> {
     #[serde(borrow)]
-    channel: &'a str,
+    channel: Str<'a>,
     #[serde(rename = "instId", borrow)]
-    inst_id: Option<&'a str>,
+    inst_id: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -41,7 +41,7 @@ struct Entry<'a> {
     #[serde(default)]
     bids: Vec<StrLevel>,
     #[serde(borrow)]
-    ts: Option<&'a str>,
+    ts: Option<Str<'a>>,
     checksum: Option<i64>,
     #[serde(rename = "seqId")]
     seq_id: Option<i64>,
@@ -71,20 +71,25 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         return Ok((Outcome::Skipped, None));
     }
     let arg = m.arg.ok_or_else(|| malformed("neither event nor arg"))?;
-    if !BOOK_CHANNELS.contains(&arg.channel) {
+    if !BOOK_CHANNELS.contains(&&*arg.channel) {
         return Ok((Outcome::Skipped, None));
     }
     let symbol = arg.inst_id.ok_or_else(|| malformed("book message without arg.instId"))?;
-    let snapshot = match m.action {
+    let symbol: &str = &symbol;
+    let snapshot = match m.action.as_deref() {
         None | Some("snapshot") => true,
         Some("update") => false,
         Some(_) => return Err(malformed("action must be snapshot or update")),
     };
     let raw = m.data.ok_or_else(|| malformed("book message without data"))?;
     let entries: Vec<Entry> = serde_json::from_str(raw.get())?;
+    if entries.is_empty() {
+        // Nothing to apply: touch (and create) no book.
+        return Ok((Outcome::Skipped, None));
+    }
     let mut parsed = Vec::with_capacity(entries.len());
     for e in entries {
-        let ts = match e.ts {
+        let ts = match e.ts.as_deref() {
             Some(t) => Some(t.parse::<i64>().map_err(|_| malformed("ts is not an integer string"))?),
             None => None,
         };
@@ -167,6 +172,17 @@ mod tests {
         assert_eq!((b.stats.checksums_checked, b.stats.checksum_failures), (2, 1));
         assert_eq!(e.apply(b"pong").unwrap().0, Outcome::Skipped);
         assert_eq!(e.apply(br#"{"event":"subscribe","arg":{"channel":"books","instId":"X"}}"#).unwrap().0, Outcome::Skipped);
+    }
+
+    #[test]
+    fn escaped_strings_and_empty_data() {
+        let mut e = BookEngine::new("okx", 0, 10).unwrap();
+        let snap = br#"{"arg":{"channel":"book\u0073","instId":"BTC\/USDT"},"action":"snap\u0073hot","data":[{"asks":[["2","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"5"}]}"#;
+        assert_eq!(e.apply(snap).unwrap().0, Outcome::Applied);
+        assert!(e.book("BTC/USDT").is_ok());
+        let empty = br#"{"arg":{"channel":"books","instId":"ETH-USDT"},"action":"update","data":[]}"#;
+        assert_eq!(e.apply(empty).unwrap(), (Outcome::Skipped, None));
+        assert!(e.book("ETH-USDT").is_err());
     }
 
     #[test]

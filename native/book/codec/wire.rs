@@ -1,7 +1,10 @@
 //! Deserializers shared by the codecs: a price level straight from `["px", "sz", ...]` into exact
 //! decimals, in the same pass as the JSON parse.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
@@ -9,6 +12,48 @@ use crate::book::engine::MAX_LEVELS_PER_SIDE;
 use crate::book::l2::WireLevel;
 use crate::decimal::Dec;
 use crate::error::BookError;
+
+/// A JSON string: borrowed from the message when it has no escapes, owned when it does
+/// (`"XBT\/USD"` is valid JSON for `XBT/USD`, and some encoders write it that way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl<'a> Str<'a> {
+    #[inline(always)]
+    pub fn borrowed(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl Deref for Str<'_> {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(PhantomData))
+    }
+}
 
 /// `[price, size, ...]` with string values; extra elements (OKX order counts, Kraken timestamps)
 /// are ignored.
@@ -23,14 +68,14 @@ impl<'de> Deserialize<'de> for StrLevel {
                 f.write_str("a [price, size] array of decimal strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrLevel, A::Error> {
-                let px: &str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let sz: &str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let px: Str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let sz: Str = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                let px = Dec::parse(px).map_err(de::Error::custom)?;
+                let px = Dec::parse(&px).map_err(de::Error::custom)?;
                 if px.is_zero() {
                     return Err(de::Error::custom("price must be positive"));
                 }
-                let sz = Dec::parse(sz).map_err(de::Error::custom)?;
+                let sz = Dec::parse(&sz).map_err(de::Error::custom)?;
                 Ok(StrLevel(WireLevel { px, sz }))
             }
         }
