@@ -17,7 +17,6 @@ use super::scan::Cursor;
 use super::wire::{into_levels, Str, StrLevel};
 use crate::book::engine::{Applied, BookEngine, Outcome, MAX_LEVELS_PER_SIDE};
 use crate::book::l2::WireLevel;
-use crate::decimal::Dec;
 use crate::error::BookError;
 
 /// First dotted part of topics Bybit publishes that are not order books.
@@ -268,9 +267,9 @@ fn fast_levels(c: &mut Cursor<'_>) -> Option<Vec<WireLevel>> {
     }
     loop {
         c.eat(b'[')?;
-        let px = Dec::parse(c.str()?).ok()?;
+        let px = c.dec()?;
         c.eat(b',')?;
-        let sz = Dec::parse(c.str()?).ok()?;
+        let sz = c.dec()?;
         if px.is_zero() {
             return None;
         }

@@ -7,6 +7,8 @@
 //! fast path therefore never accepts a message serde would refuse, and never refuses one serde
 //! would accept (the equivalence is property-tested in `bybit.rs`).
 
+use crate::decimal::{Dec, MAX_DECIMALS};
+
 /// serde_json's default recursion limit; deeper input goes to serde, which reports it.
 const MAX_DEPTH: u32 = 128;
 
@@ -82,6 +84,53 @@ impl<'a> Cursor<'a> {
         self.i = start + n + 1;
         // SAFETY: `new` checked that the whole input is ASCII, and ASCII is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(&rest[..n]) })
+    }
+
+    /// A decimal string (`"123.45"`) parsed while it is scanned, accepting exactly what
+    /// `Dec::parse` accepts; anything else (escapes, signs, too many digits) is `None`.
+    #[inline(always)]
+    pub fn dec(&mut self) -> Option<Dec> {
+        self.eat(b'"')?;
+        let b = self.b;
+        let mut i = self.i;
+        let mut mant: i64 = 0;
+        let mut sig: u32 = 0;
+        let mut int_digits: u32 = 0;
+        while let Some(&c) = b.get(i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if mant != 0 || c != b'0' {
+                sig += 1;
+            }
+            mant = mant.wrapping_mul(10) + (c - b'0') as i64;
+            int_digits += 1;
+            i += 1;
+        }
+        let mut dec: u32 = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while let Some(&c) = b.get(i) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                if mant != 0 || c != b'0' {
+                    sig += 1;
+                }
+                mant = mant.wrapping_mul(10) + (c - b'0') as i64;
+                dec += 1;
+                i += 1;
+            }
+            if dec == 0 {
+                return None;
+            }
+        }
+        // Up to 18 significant digits cannot overflow an i64, so the wrapping ops above are exact.
+        if int_digits == 0 || sig > MAX_DECIMALS as u32 || dec > MAX_DECIMALS as u32 || b.get(i) != Some(&b'"') {
+            return None;
+        }
+        self.i = i + 1;
+        Some(Dec { mant, dec: dec as u8 })
     }
 
     /// A non-negative integer without sign, fraction or exponent.
@@ -266,6 +315,20 @@ mod tests {
         for bad in ["01", "1.", "-", "1e", "[1,]", "{\"a\"1}", "tru", "\"\\x\"", "{,}", "[1 2]"] {
             let mut c = Cursor::new(bad.as_bytes()).unwrap();
             assert!(!(c.skip().is_some() && c.at_end()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dec_accepts_exactly_what_dec_parse_accepts() {
+        let cases = [
+            "0", "1", "007.5", "1.50", "0.00000500", "123456789012345678", "1234567890123456789",
+            "0.000000000000000001", "0.0000000000000000001", "1.", ".5", "-1", "1e5", "", "1.2.3",
+            "000000000000000000000001",
+        ];
+        for t in cases {
+            let quoted = format!("\"{t}\"");
+            let fast = Cursor::new(quoted.as_bytes()).unwrap().dec();
+            assert_eq!(fast, Dec::parse(t).ok(), "{t:?}");
         }
     }
 
