@@ -66,7 +66,7 @@ mod tests {
         let bids = [lv("3366.1", "7")];
         let asks = [lv("3366.8", "9"), lv("3368", "8"), lv("3372", "8")];
         b.prepare(&[&bids, &asks]).unwrap();
-        b.load_snapshot(&bids, &asks);
+        b.load_snapshot(&bids, &asks, None);
         let mut s = String::new();
         assert_eq!(okx(&b, &mut s), 831078360);
         assert_eq!(s, "3366.1:7:3366.8:9:3368:8:3372:8");
@@ -82,7 +82,7 @@ mod tests {
             .map(|p| lv(p, "0.00000500"))
             .collect();
         b.prepare(&[&bids, &asks]).unwrap();
-        b.load_snapshot(&bids, &asks);
+        b.load_snapshot(&bids, &asks, None);
         let mut s = String::new();
         assert_eq!(kraken(&b, &mut s), 974947235);
         assert!(s.starts_with("500550050105005015500"));

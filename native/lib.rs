@@ -5,6 +5,7 @@
 //! The PyO3 bindings live in `python/` behind the `python` feature, so `cargo test` and the
 //! Criterion benches build without a Python toolchain.
 
+pub mod analytics;
 pub mod book;
 pub mod bucket;
 pub mod checksum;

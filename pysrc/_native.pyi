@@ -13,9 +13,10 @@ Design rules the core follows:
 * malformed input raises :class:`MalformedMessage` and leaves every book unchanged.
 """
 
+
 from typing import Final, final
 
-from typing_extensions import Self
+from typing_extensions import Buffer, Self
 
 __all__ = [
     "APPLIED",
@@ -23,16 +24,19 @@ __all__ = [
     "BookEngine",
     "CHECKSUM_MISMATCH",
     "CROSSED",
+    "FEATURE_SCHEMA_VERSION",
     "GAP",
     "MalformedMessage",
     "NativeError",
     "RateLimiter",
     "SKIPPED",
+    "TRADES",
     "STALE",
     "UnknownBucket",
     "UnknownSymbol",
     "WAITING",
     "__version__",
+    "feature_schema",
 ]
 
 __version__: str
@@ -54,6 +58,14 @@ CROSSED: Final[int]
 """The message left the book crossed (best bid >= best ask); the book now needs a resync."""
 CHECKSUM_MISMATCH: Final[int]
 """The exchange checksum did not match the book after applying; the book now needs a resync."""
+TRADES: Final[int]
+"""Public trades consumed by the analytics (engines created with ``features=True``)."""
+
+FEATURE_SCHEMA_VERSION: Final[int]
+"""Version of the feature vector layout; bumped whenever a name, position or definition changes."""
+
+def feature_schema() -> list[dict[str, str]]:
+    """Every feature in vector order: ``name, group, units, window, formula, missing``."""
 
 class NativeError(Exception):
     """Base class of every error raised by the compiled core."""
@@ -79,7 +91,9 @@ class BookEngine:
     updates kept while waiting for a REST snapshot (oldest dropped first).
     """
 
-    def __new__(cls, exchange: str, depth: int = 0, buffer_limit: int = 10000) -> Self: ...
+    def __new__(
+        cls, exchange: str, depth: int = 0, buffer_limit: int = 10000, features: bool = False
+    ) -> Self: ...
     @property
     def exchange(self) -> str: ...
     @property
@@ -127,9 +141,28 @@ class BookEngine:
     def stats(self, symbol: str) -> dict[str, int | str]:
         """Counters and state of one book: ``messages, update_id, gaps, resyncs, stale, crossed,
         checksums_checked, checksum_failures, bid_levels, ask_levels, depth, state``."""
+    # ---- analytics (engines created with features=True) ----------------------------------
+    @property
+    def features_enabled(self) -> bool: ...
+    def features_into(
+        self, symbol: str, values: Buffer, mask: Buffer, normalized: bool = False
+    ) -> int:
+        """Write the symbol's current feature vector into ``values`` (float64, length
+        ``len(feature_schema())``) and ``mask`` (uint8, same length: 1 = present, 0 = missing; a
+        missing value is written as 0.0, never NaN). ``normalized=True`` writes running z-scores
+        (exponentially weighted over about 1,000 updates, clipped to [-10, 10]) instead of raw
+        values. Returns the number of book updates the vector has seen."""
+    def set_reference_symbol(self, symbol: str | None) -> None:
+        """The symbol whose mid returns ``corr_ref_100`` correlates with (e.g. ``BTCUSDT``)."""
+    def set_external_mid(self, symbol: str, mid: float | None) -> None:
+        """The same pair's mid on another exchange, for ``basis_ext_bps`` (None clears it)."""
+    def detections(self, symbol: str) -> list[dict[str, object]]:
+        """Spoofing and layering detections of the last 60 s with their evidence: ``kind``
+        (``spoofing`` / ``layering``), ``side``, ``score``, ``ts`` (when it vanished), ``levels``
+        (list of ``(price, size_ratio, first_seen_ts, vanished_ts)``)."""
     def totals(self) -> dict[str, int]:
         """Engine counters: ``messages, applied, skipped, stale, buffered, waiting, gaps, crossed,
-        checksum_failures, checksums_checked, errors``."""
+        checksum_failures, checksums_checked, errors, trades``."""
 
 @final
 class RateLimiter:

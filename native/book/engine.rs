@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::{binance, bybit, kraken, okx};
+use crate::analytics::{SymbolFeatures, Trade};
 use super::l2::{BookState, L2Book};
 use crate::error::BookError;
 
@@ -89,6 +90,8 @@ pub enum Outcome {
     Gap = 5,
     Crossed = 6,
     ChecksumMismatch = 7,
+    /// Public trades consumed by the analytics; the index is a feature-state index.
+    Trades = 8,
 }
 
 impl Outcome {
@@ -114,6 +117,7 @@ pub struct Totals {
     pub checksum_failures: u64,
     pub checksums_checked: u64,
     pub errors: u64,
+    pub trades: u64,
 }
 
 pub struct BookEngine {
@@ -127,6 +131,38 @@ pub struct BookEngine {
     counts: Totals,
     /// Reused for checksum strings so verification does not allocate per message.
     pub(crate) scratch: String,
+    /// Feature state per symbol, when the engine computes features.
+    pub(crate) analytics: Option<Analytics>,
+}
+
+/// The engine's analytics part: one feature state per symbol (books and trade-only symbols).
+#[derive(Default)]
+pub struct Analytics {
+    feats: Vec<SymbolFeatures>,
+    names: Vec<String>,
+    index: SymbolIndex,
+    reference: Option<String>,
+}
+
+impl Analytics {
+    pub(crate) fn slot(&mut self, symbol: &str) -> usize {
+        if let Some(&i) = self.index.get(symbol) {
+            return i;
+        }
+        let i = self.feats.len();
+        self.feats.push(SymbolFeatures::default());
+        self.names.push(symbol.to_owned());
+        self.index.insert(symbol.to_owned(), i);
+        i
+    }
+
+    pub(crate) fn on_trades(&mut self, symbol: &str, trades: &[Trade]) -> usize {
+        let i = self.slot(symbol);
+        for t in trades {
+            self.feats[i].on_trade(*t);
+        }
+        i
+    }
 }
 
 /// A Binance REST depth body: carries `lastUpdateId` and no WebSocket event type.
@@ -151,7 +187,72 @@ impl BookEngine {
             buffers: Vec::new(),
             counts: Totals::default(),
             scratch: String::with_capacity(1024),
+            analytics: None,
         })
+    }
+
+    /// Keep the feature vector of every symbol current (Bybit public trades feed the trade
+    /// features). Must be called before the first message.
+    pub fn enable_features(&mut self) {
+        if self.analytics.is_none() {
+            self.analytics = Some(Analytics::default());
+            for b in &mut self.books {
+                b.track_deletions = true;
+            }
+        }
+    }
+
+    pub fn features_enabled(&self) -> bool {
+        self.analytics.is_some()
+    }
+
+    fn update_features(&mut self, idx: usize) {
+        let Some(an) = self.analytics.as_mut() else {
+            return;
+        };
+        let book = &self.books[idx];
+        let reference = match &an.reference {
+            None => None,
+            Some(r) if *r == book.symbol => None,
+            Some(r) => Some(self.index.get(r.as_str()).and_then(|&ri| {
+                let rb = &self.books[ri];
+                match (rb.bids.best(), rb.asks.best()) {
+                    (Some(b), Some(a)) => Some((rb.px_f64(b) + rb.px_f64(a)) / 2.0),
+                    _ => None,
+                }
+            })),
+        };
+        let fi = an.slot(&book.symbol);
+        an.feats[fi].on_book(book, book.last_ts.unwrap_or(0), reference);
+    }
+
+    pub fn features(&self, symbol: &str) -> Result<&SymbolFeatures, BookError> {
+        let an = self.analytics.as_ref().ok_or_else(|| BookError::Config("features are not enabled".into()))?;
+        an.index.get(symbol).map(|&i| &an.feats[i]).ok_or_else(|| BookError::UnknownSymbol(symbol.to_owned()))
+    }
+
+    pub fn set_reference_symbol(&mut self, symbol: Option<&str>) -> Result<(), BookError> {
+        let an = self.analytics.as_mut().ok_or_else(|| BookError::Config("features are not enabled".into()))?;
+        an.reference = symbol.map(str::to_owned);
+        Ok(())
+    }
+
+    pub fn set_external_mid(&mut self, symbol: &str, mid: Option<f64>) -> Result<(), BookError> {
+        let an = self.analytics.as_mut().ok_or_else(|| BookError::Config("features are not enabled".into()))?;
+        if mid.is_some_and(|m| !m.is_finite() || m <= 0.0) {
+            return Err(BookError::Config("external mid must be a positive finite number".into()));
+        }
+        let i = an.slot(symbol);
+        an.feats[i].ext_mid = mid;
+        Ok(())
+    }
+
+    /// Name of the symbol an outcome's index refers to.
+    pub fn symbol_at(&self, outcome: Outcome, idx: usize) -> &str {
+        match (outcome, &self.analytics) {
+            (Outcome::Trades, Some(an)) => &an.names[idx],
+            _ => &self.books[idx].symbol,
+        }
     }
 
     pub fn exchange(&self) -> Exchange {
@@ -174,6 +275,9 @@ impl BookEngine {
                 Exchange::Kraken => kraken::apply(self, msg),
             }
         };
+        if let Ok((Outcome::Applied, Some(idx))) = r {
+            self.update_features(idx);
+        }
         self.count(&r);
         r
     }
@@ -194,6 +298,9 @@ impl BookEngine {
                 ))),
             }
         };
+        if let Ok((Outcome::Applied, Some(idx))) = r {
+            self.update_features(idx);
+        }
         self.count(&r);
         r
     }
@@ -226,7 +333,7 @@ impl BookEngine {
             };
             match r {
                 Ok((Outcome::Applied, _)) => rep.applied += 1,
-                Ok((Outcome::Skipped, _)) => rep.skipped += 1,
+                Ok((Outcome::Skipped, _)) | Ok((Outcome::Trades, _)) => rep.skipped += 1,
                 Ok(_) => rep.other += 1,
                 Err(e) => {
                     rep.errors += 1;
@@ -249,6 +356,7 @@ impl BookEngine {
                     Outcome::Skipped => self.counts.skipped += 1,
                     Outcome::Buffered => self.counts.buffered += 1,
                     Outcome::Waiting => self.counts.waiting += 1,
+                    Outcome::Trades => self.counts.trades += 1,
                     // Stale, gaps, crossed and checksum results are counted on the books, where
                     // one call can produce several (a Binance snapshot replays its buffer).
                     _ => {}
@@ -276,7 +384,9 @@ impl BookEngine {
             return (i, false);
         }
         let i = self.books.len();
-        self.books.push(L2Book::new(symbol));
+        let mut book = L2Book::new(symbol);
+        book.track_deletions = self.analytics.is_some();
+        self.books.push(book);
         self.buffers.push(VecDeque::new());
         self.index.insert(symbol.to_owned(), i);
         (i, true)

@@ -62,6 +62,10 @@ pub struct L2Book {
     pub resync_pending: bool,
     pub last_ts: Option<i64>,
     pub stats: BookStats,
+    /// Record deletions (for the analytics); off unless the engine computes features.
+    pub track_deletions: bool,
+    /// `(rank before deletion, creation ts)` of levels deleted by the last applied message.
+    pub deletions: Vec<(usize, i64)>,
 }
 
 impl L2Book {
@@ -79,6 +83,8 @@ impl L2Book {
             resync_pending: false,
             last_ts: None,
             stats: BookStats::default(),
+            track_deletions: false,
+            deletions: Vec::new(),
         }
     }
 
@@ -125,34 +131,48 @@ impl L2Book {
     }
 
     #[inline]
-    fn to_level(&self, l: &WireLevel) -> Level {
+    fn to_level(&self, l: &WireLevel, born: i64) -> Level {
         // prepare() guarantees these fit.
         Level {
             px: l.px.mant * POW10[(self.px_scale - l.px.dec) as usize],
             sz: l.sz.mant * POW10[(self.sz_scale - l.sz.dec) as usize],
+            born,
             px_dec: l.px.dec,
             sz_dec: l.sz.dec,
         }
     }
 
-    /// Replace both sides (after `prepare`).
-    pub fn load_snapshot(&mut self, bids: &[WireLevel], asks: &[WireLevel]) {
-        let b: Vec<Level> = bids.iter().map(|l| self.to_level(l)).collect();
-        let a: Vec<Level> = asks.iter().map(|l| self.to_level(l)).collect();
+    /// Replace both sides (after `prepare`); `ts` is the message's exchange time, the creation
+    /// time of every level it loads.
+    pub fn load_snapshot(&mut self, bids: &[WireLevel], asks: &[WireLevel], ts: Option<i64>) {
+        let born = ts.unwrap_or(0);
+        self.deletions.clear();
+        let b: Vec<Level> = bids.iter().map(|l| self.to_level(l, born)).collect();
+        let a: Vec<Level> = asks.iter().map(|l| self.to_level(l, born)).collect();
         self.bids.load(b);
         self.asks.load(a);
     }
 
     /// Apply absolute-size updates in order (after `prepare`).
     #[inline]
-    pub fn apply_levels(&mut self, bids: &[WireLevel], asks: &[WireLevel]) {
+    pub fn apply_levels(&mut self, bids: &[WireLevel], asks: &[WireLevel], ts: Option<i64>) {
+        let born = ts.unwrap_or(0);
+        self.deletions.clear();
         for l in bids {
-            let lv = self.to_level(l);
-            self.bids.set(lv);
+            let lv = self.to_level(l, born);
+            if let Some(d) = self.bids.set(lv) {
+                if self.track_deletions {
+                    self.deletions.push(d);
+                }
+            }
         }
         for l in asks {
-            let lv = self.to_level(l);
-            self.asks.set(lv);
+            let lv = self.to_level(l, born);
+            if let Some(d) = self.asks.set(lv) {
+                if self.track_deletions {
+                    self.deletions.push(d);
+                }
+            }
         }
     }
 

@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 pub struct Level {
     pub px: i64,
     pub sz: i64,
+    /// Exchange timestamp (ms) of the message that created the level (lifetime analytics).
+    pub born: i64,
     pub px_dec: u8,
     pub sz_dec: u8,
 }
@@ -78,21 +80,26 @@ impl Ladder {
         self.levels.binary_search_by(|l| self.key(l.px).cmp(&k))
     }
 
-    /// Set a level to an absolute size; a zero size deletes it (a no-op if absent).
+    /// Set a level to an absolute size; a zero size deletes it (a no-op if absent). An update
+    /// keeps the level's creation time. Returns `(rank, born)` of a deleted level (rank 1 = best).
     #[inline]
-    pub fn set(&mut self, level: Level) {
+    pub fn set(&mut self, level: Level) -> Option<(usize, i64)> {
         match self.find(level.px) {
             Ok(i) => {
                 if level.sz == 0 {
-                    self.levels.remove(i);
-                } else {
-                    self.levels[i] = level;
+                    let rank = self.levels.len() - i;
+                    let old = self.levels.remove(i).expect("index from find");
+                    return Some((rank, old.born));
                 }
+                let born = self.levels[i].born;
+                self.levels[i] = Level { born, ..level };
+                None
             }
             Err(i) => {
                 if level.sz != 0 {
                     self.levels.insert(i, level);
                 }
+                None
             }
         }
     }
@@ -169,7 +176,7 @@ mod tests {
     use super::*;
 
     fn lv(px: i64, sz: i64) -> Level {
-        Level { px, sz, px_dec: 0, sz_dec: 0 }
+        Level { px, sz, born: 0, px_dec: 0, sz_dec: 0 }
     }
 
     #[test]
@@ -180,8 +187,8 @@ mod tests {
         }
         let px: Vec<i64> = l.iter_best().map(|x| x.px).collect();
         assert_eq!(px, vec![102, 101, 100]);
-        l.set(lv(102, 0));
-        l.set(lv(999, 0)); // absent delete is a no-op
+        assert_eq!(l.set(lv(102, 0)), Some((1, 0)));
+        assert_eq!(l.set(lv(999, 0)), None); // absent delete is a no-op
         assert_eq!(l.best().unwrap().px, 101);
         l.set(lv(101, 7));
         assert_eq!(l.best().unwrap().sz, 7);

@@ -1,12 +1,14 @@
 //! `BookEngine` for Python: raw message in, a small tuple out; reads return a few numbers or the
 //! requested top levels, never the whole book.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use super::errors::book_err;
-use crate::book::{Applied, BookEngine, L2Book};
+use crate::analytics::N_FEATURES;
+use crate::book::{Applied, BookEngine, L2Book, Outcome};
 
 #[pyclass(name = "BookEngine", module = "pysrc._native")]
 pub struct PyBookEngine {
@@ -14,6 +16,9 @@ pub struct PyBookEngine {
     /// Python `str` of each book's symbol, by book index, created once so `apply` returns the
     /// symbol without building a new string per message.
     names: Vec<Py<PyString>>,
+    /// Scratch for `features_into`, so reading a vector allocates nothing.
+    values: Vec<f64>,
+    mask: Vec<u8>,
 }
 
 type Levels = Vec<(String, String)>;
@@ -33,6 +38,11 @@ impl PyBookEngine {
 
     fn result(&mut self, py: Python<'_>, r: Result<Applied, crate::BookError>) -> PyResult<(u8, Option<Py<PyString>>)> {
         let (outcome, idx) = r.map_err(|e| book_err(py, e))?;
+        if outcome == Outcome::Trades {
+            // Trade-only symbols have no book; their name comes from the analytics.
+            let name = idx.map(|i| PyString::new(py, self.inner.symbol_at(outcome, i)).unbind());
+            return Ok((outcome as u8, name));
+        }
         self.sync_names(py);
         Ok((outcome as u8, idx.map(|i| self.names[i].clone_ref(py))))
     }
@@ -52,10 +62,72 @@ fn message_bytes<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 #[pymethods]
 impl PyBookEngine {
     #[new]
-    #[pyo3(signature = (exchange, depth = 0, buffer_limit = 10000))]
-    fn py_new(py: Python<'_>, exchange: &str, depth: usize, buffer_limit: usize) -> PyResult<Self> {
-        let inner = BookEngine::new(exchange, depth, buffer_limit).map_err(|e| book_err(py, e))?;
-        Ok(PyBookEngine { inner, names: Vec::new() })
+    #[pyo3(signature = (exchange, depth = 0, buffer_limit = 10000, features = false))]
+    fn py_new(py: Python<'_>, exchange: &str, depth: usize, buffer_limit: usize, features: bool) -> PyResult<Self> {
+        let mut inner = BookEngine::new(exchange, depth, buffer_limit).map_err(|e| book_err(py, e))?;
+        if features {
+            inner.enable_features();
+        }
+        Ok(PyBookEngine { inner, names: Vec::new(), values: vec![0.0; N_FEATURES], mask: vec![0; N_FEATURES] })
+    }
+
+    #[getter(features_enabled)]
+    fn py_features_enabled(&self) -> bool {
+        self.inner.features_enabled()
+    }
+
+    #[pyo3(name = "features_into", signature = (symbol, values, mask, normalized = false))]
+    fn py_features_into(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        values: &Bound<'_, PyAny>,
+        mask: &Bound<'_, PyAny>,
+        normalized: bool,
+    ) -> PyResult<u64> {
+        let vbuf = PyBuffer::<f64>::get(values)?;
+        let mbuf = PyBuffer::<u8>::get(mask)?;
+        for (name, ro, c, n) in [
+            ("values", vbuf.readonly(), vbuf.is_c_contiguous(), vbuf.item_count()),
+            ("mask", mbuf.readonly(), mbuf.is_c_contiguous(), mbuf.item_count()),
+        ] {
+            if ro || !c || n != N_FEATURES {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be a writable contiguous buffer of {N_FEATURES} items (float64 values, uint8 mask)"
+                )));
+            }
+        }
+        let f = self.inner.features(symbol).map_err(|e| book_err(py, e))?;
+        f.write(normalized, &mut self.values, &mut self.mask);
+        vbuf.copy_from_slice(py, &self.values)?;
+        mbuf.copy_from_slice(py, &self.mask)?;
+        Ok(f.updates())
+    }
+
+    #[pyo3(name = "set_reference_symbol")]
+    fn py_set_reference_symbol(&mut self, py: Python<'_>, symbol: Option<&str>) -> PyResult<()> {
+        self.inner.set_reference_symbol(symbol).map_err(|e| book_err(py, e))
+    }
+
+    #[pyo3(name = "set_external_mid")]
+    fn py_set_external_mid(&mut self, py: Python<'_>, symbol: &str, mid: Option<f64>) -> PyResult<()> {
+        self.inner.set_external_mid(symbol, mid).map_err(|e| book_err(py, e))
+    }
+
+    #[pyo3(name = "detections")]
+    fn py_detections<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Bound<'py, PyList>> {
+        let f = self.inner.features(symbol).map_err(|e| book_err(py, e))?;
+        let out = PyList::empty(py);
+        for d in f.detections() {
+            let item = PyDict::new(py);
+            item.set_item("kind", d.kind)?;
+            item.set_item("side", d.side.as_str())?;
+            item.set_item("score", d.score)?;
+            item.set_item("ts", d.ts)?;
+            item.set_item("levels", d.levels.clone())?;
+            out.append(item)?;
+        }
+        Ok(out)
     }
 
     #[getter(exchange)]
@@ -210,6 +282,7 @@ impl PyBookEngine {
             ("checksum_failures", t.checksum_failures),
             ("checksums_checked", t.checksums_checked),
             ("errors", t.errors),
+            ("trades", t.trades),
         ] {
             d.set_item(k, v)?;
         }

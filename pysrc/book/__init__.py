@@ -41,6 +41,7 @@ class ApplyOutcome(enum.IntEnum):
     GAP = 5
     CROSSED = 6
     CHECKSUM_MISMATCH = 7
+    TRADES = 8
 
     @property
     def breaks_book(self) -> bool:

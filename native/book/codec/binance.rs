@@ -147,7 +147,7 @@ fn apply_live(book: &mut L2Book, upd: &Update, depth: usize) -> Outcome {
         book.mark_broken();
         return Outcome::Gap;
     }
-    book.apply_levels(&upd.bids, &upd.asks);
+    book.apply_levels(&upd.bids, &upd.asks, upd.ts);
     book.update_id = upd.last;
     book.bridged = true;
     if upd.ts.is_some() {
@@ -182,7 +182,7 @@ pub fn apply_snapshot(eng: &mut BookEngine, symbol: &str, msg: &[u8]) -> Result<
     let depth = eng.depth;
     let book = &mut eng.books[idx];
     book.stats.messages += 1;
-    book.load_snapshot(&bids, &asks);
+    book.load_snapshot(&bids, &asks, snap.event_time);
     book.update_id = snap.last_update_id;
     book.bridged = false;
     book.last_ts = snap.event_time;

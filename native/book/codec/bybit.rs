@@ -14,6 +14,8 @@ use serde::Deserialize as DeriveDeserialize;
 use serde_json::value::RawValue;
 
 use super::scan::Cursor;
+use crate::analytics::Trade;
+use crate::decimal::Dec;
 use super::wire::{into_levels, Str, StrLevel};
 use crate::book::engine::{Applied, BookEngine, Outcome, MAX_LEVELS_PER_SIDE};
 use crate::book::l2::WireLevel;
@@ -298,6 +300,9 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
         None => return Err(malformed("neither topic nor op")),
     };
     let (head, rest) = topic.split_once('.').unwrap_or((topic, ""));
+    if head == "publicTrade" && eng.analytics.is_some() {
+        return apply_trades(eng, rest, msg);
+    }
     if head != "orderbook" {
         return if OTHER_TOPICS.contains(&head) {
             Ok((Outcome::Skipped, None))
@@ -354,7 +359,7 @@ fn apply_parsed(
     }
     book.stats.messages += 1;
     if snapshot {
-        book.load_snapshot(bids, asks);
+        book.load_snapshot(bids, asks, ts);
         book.update_id = u;
         book.last_ts = ts;
         book.mark_snapshot();
@@ -372,10 +377,58 @@ fn apply_parsed(
         book.mark_broken();
         return Ok((Outcome::Gap, Some(idx)));
     }
-    book.apply_levels(bids, asks);
+    book.apply_levels(bids, asks, ts);
     book.update_id = u;
     book.last_ts = ts;
     Ok((BookEngine::finish(book, depth), Some(idx)))
+}
+
+#[derive(DeriveDeserialize)]
+struct TradeEnvelope<'a> {
+    #[serde(borrow)]
+    data: Vec<TradeItem<'a>>,
+}
+
+#[derive(DeriveDeserialize)]
+struct TradeItem<'a> {
+    #[serde(rename = "T")]
+    t: i64,
+    #[serde(borrow)]
+    s: Option<Str<'a>>,
+    #[serde(rename = "S", borrow)]
+    side: Str<'a>,
+    #[serde(borrow)]
+    v: Str<'a>,
+    #[serde(borrow)]
+    p: Str<'a>,
+}
+
+/// `publicTrade.{symbol}` into the symbol's trade flow (engines with features only).
+fn apply_trades(eng: &mut BookEngine, symbol: &str, msg: &[u8]) -> Result<Applied, BookError> {
+    if symbol.is_empty() {
+        return Err(malformed("publicTrade topic without a symbol"));
+    }
+    let env: TradeEnvelope = serde_json::from_slice(msg)?;
+    super::wire::check_len(env.data.len())?;
+    let mut trades = Vec::with_capacity(env.data.len());
+    for t in &env.data {
+        if t.s.as_deref().is_some_and(|s| s != symbol) {
+            return Err(malformed("trade s differs from the topic symbol"));
+        }
+        let buy = match &*t.side {
+            "Buy" => true,
+            "Sell" => false,
+            _ => return Err(malformed("trade side S must be Buy or Sell")),
+        };
+        let p = Dec::parse(&t.p)?;
+        if p.is_zero() {
+            return Err(malformed("trade price must be positive"));
+        }
+        trades.push(Trade::new(t.t, p, Dec::parse(&t.v)?, buy));
+    }
+    let an = eng.analytics.as_mut().expect("checked by the caller");
+    let i = an.on_trades(symbol, &trades);
+    Ok((Outcome::Trades, Some(i)))
 }
 
 #[derive(DeriveDeserialize)]

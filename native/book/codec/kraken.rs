@@ -259,13 +259,13 @@ fn apply_parsed(eng: &mut BookEngine, p: Parsed<'_>, counted: &mut Vec<usize>) -
         book.stats.messages += 1;
     }
     if p.snapshot {
-        book.load_snapshot(&p.bids, &p.asks);
+        book.load_snapshot(&p.bids, &p.asks, p.ts);
         book.mark_snapshot();
     } else {
         if !book.is_live() {
             return Ok((Outcome::Waiting, Some(idx)));
         }
-        book.apply_levels(&p.bids, &p.asks);
+        book.apply_levels(&p.bids, &p.asks, p.ts);
     }
     if p.ts.is_some() {
         book.last_ts = p.ts;

@@ -118,7 +118,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
     let mut out = Outcome::Applied;
     for p in &parsed {
         if snapshot {
-            book.load_snapshot(&p.bids, &p.asks);
+            book.load_snapshot(&p.bids, &p.asks, p.ts);
             book.update_id = p.seq_id.map_or(0, |s| s.max(0) as u64);
             book.mark_snapshot();
         } else {
@@ -132,7 +132,7 @@ pub fn apply(eng: &mut BookEngine, msg: &[u8]) -> Result<Applied, BookError> {
                     return Ok((Outcome::Gap, Some(idx)));
                 }
             }
-            book.apply_levels(&p.bids, &p.asks);
+            book.apply_levels(&p.bids, &p.asks, p.ts);
             if let Some(s) = p.seq_id {
                 book.update_id = s.max(0) as u64;
             }

@@ -1,0 +1,755 @@
+//! One symbol's feature state: everything needed to bring the whole vector up to date after a
+//! book update in time independent of history length (windows are bounded rings and deques).
+
+use std::collections::VecDeque;
+
+use super::schema::{F, N_FEATURES};
+use super::trades::{Trade, TradeFlow};
+use super::walls::{find_walls, Detection, Side, SideWalls, WallAt, WallTracker, DETECTION_WINDOW_MS};
+use super::window::{mean_std, sq_dev4, sum4, Ring};
+use crate::book::L2Book;
+use crate::decimal::POW10;
+
+const UPDATE_WINDOW: usize = 100;
+const TTL_WINDOW: usize = 100;
+const TTL_TOP_RANK: usize = 20;
+const TOP: usize = 50;
+const IMPACT_QUOTE: f64 = 10_000.0;
+const DENSITY_FRACTION: f64 = 0.001;
+const VOLUME_EW_ALPHA: f64 = 0.01;
+/// Exponential weight of the running z-scores (about 1,000 updates).
+pub const NORM_ALPHA: f64 = 0.001;
+const Z_CLIP: f64 = 10.0;
+/// Recompute the realized-volatility running sum from scratch this often (bounds float drift).
+const RV_RECOMPUTE_EVERY: u32 = 64;
+
+/// The last 100 updates as columns (NaN = missing), oldest first once full: tight, predictable
+/// loops for the window statistics.
+#[derive(Debug, Clone)]
+struct Columns {
+    len: usize,
+    head: usize,
+    ofi: [f64; UPDATE_WINDOW],
+    depth1: [f64; UPDATE_WINDOW],
+    ret: [f64; UPDATE_WINDOW],
+    imb5: [f64; UPDATE_WINDOW],
+    spread: [f64; UPDATE_WINDOW],
+    px: [f64; UPDATE_WINDOW],
+    py: [f64; UPDATE_WINDOW],
+}
+
+impl Columns {
+    fn new() -> Self {
+        let nan = [f64::NAN; UPDATE_WINDOW];
+        Columns { len: 0, head: 0, ofi: nan, depth1: nan, ret: nan, imb5: nan, spread: nan, px: nan, py: nan }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(&mut self, ofi: f64, depth1: f64, ret: f64, imb5: f64, spread: f64, pair: Option<(f64, f64)>) {
+        let i = self.head;
+        self.ofi[i] = ofi;
+        self.depth1[i] = depth1;
+        self.ret[i] = ret;
+        self.imb5[i] = imb5;
+        self.spread[i] = spread;
+        let (x, y) = pair.unwrap_or((f64::NAN, f64::NAN));
+        self.px[i] = x;
+        self.py[i] = y;
+        self.head = (self.head + 1) % UPDATE_WINDOW;
+        self.len = (self.len + 1).min(UPDATE_WINDOW);
+    }
+
+    /// Slot indices oldest to newest, as two plain ranges (no division per element).
+    #[inline]
+    fn order(&self) -> std::iter::Chain<std::ops::Range<usize>, std::ops::Range<usize>> {
+        if self.len < UPDATE_WINDOW {
+            (0..self.len).chain(0..0)
+        } else {
+            (self.head..UPDATE_WINDOW).chain(0..self.head)
+        }
+    }
+}
+
+#[inline(always)]
+fn opt(x: Option<f64>) -> f64 {
+    x.unwrap_or(f64::NAN)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TimePoint {
+    ts: i64,
+    mid: Option<f64>,
+    roc1s: Option<f64>,
+}
+
+/// The top of one side as the book's fixed-point integers, best first.
+#[derive(Debug, Clone, Default)]
+struct Top {
+    px: Vec<i64>,
+    sz: Vec<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SymbolFeatures {
+    values: [f64; N_FEATURES],
+    present: [bool; N_FEATURES],
+    updates: u64,
+    ew_mean: [f64; N_FEATURES],
+    ew_var: [f64; N_FEATURES],
+    ew_seen: [bool; N_FEATURES],
+    prev_top: Option<(f64, f64, f64, f64)>,
+    prev_mid: Option<f64>,
+    prev_ref_mid: Option<f64>,
+    cols: Box<Columns>,
+    times: VecDeque<TimePoint>,
+    rv: VecDeque<(i64, f64)>,
+    rv_sum: f64,
+    rv_ops: u32,
+    ttl: Ring<f64>,
+    vol_mean: f64,
+    vol_var: f64,
+    vol_n: u64,
+    pub flow: TradeFlow,
+    bid_walls: WallTracker,
+    ask_walls: WallTracker,
+    detections: Vec<Detection>,
+    pub ext_mid: Option<f64>,
+    bids: Top,
+    asks: Top,
+    scratch: Vec<i64>,
+    rets: Vec<f64>,
+    vals: Vec<f64>,
+    prefix: Vec<f64>,
+    bw: SideWalls,
+    aw: SideWalls,
+    wall_list: Vec<WallAt>,
+}
+
+impl Default for SymbolFeatures {
+    fn default() -> Self {
+        SymbolFeatures {
+            values: [0.0; N_FEATURES],
+            present: [false; N_FEATURES],
+            updates: 0,
+            ew_mean: [0.0; N_FEATURES],
+            ew_var: [0.0; N_FEATURES],
+            ew_seen: [false; N_FEATURES],
+            prev_top: None,
+            prev_mid: None,
+            prev_ref_mid: None,
+            cols: Box::new(Columns::new()),
+            times: VecDeque::new(),
+            rv: VecDeque::new(),
+            rv_sum: 0.0,
+            rv_ops: 0,
+            ttl: Ring::new(TTL_WINDOW),
+            vol_mean: 0.0,
+            vol_var: 0.0,
+            vol_n: 0,
+            flow: TradeFlow::default(),
+            bid_walls: WallTracker::new(Side::Bid),
+            ask_walls: WallTracker::new(Side::Ask),
+            detections: Vec::new(),
+            ext_mid: None,
+            bids: Top::default(),
+            asks: Top::default(),
+            scratch: Vec::with_capacity(TOP),
+            rets: Vec::with_capacity(UPDATE_WINDOW),
+            vals: Vec::with_capacity(UPDATE_WINDOW),
+            prefix: Vec::with_capacity(UPDATE_WINDOW + 1),
+            bw: SideWalls::default(),
+            aw: SideWalls::default(),
+            wall_list: Vec::with_capacity(TOP),
+        }
+    }
+}
+
+fn fill_top(top: &mut Top, book: &L2Book, bids: bool) {
+    top.px.clear();
+    top.sz.clear();
+    let lad = if bids { &book.bids } else { &book.asks };
+    for l in lad.iter_best().take(TOP) {
+        top.px.push(l.px);
+        top.sz.push(l.sz);
+    }
+}
+
+#[inline]
+fn sum_i(v: &[i64], n: usize) -> i128 {
+    v.iter().take(n).map(|&x| x as i128).sum()
+}
+
+/// Sizes of the levels of a side whose float price passes `keep`, summed exactly. The prices are
+/// sorted from best, so the band is a prefix. The float test is monotonic in the integer price,
+/// so the cut-off integer is found once (a few float tests) and the walk compares integers only.
+fn band_size(book: &L2Book, bids: bool, edge: f64) -> i128 {
+    let p10 = POW10[book.px_scale as usize] as f64;
+    let keep = |px: i64| -> bool {
+        let p = px as f64 / p10;
+        if bids {
+            p >= edge
+        } else {
+            p <= edge
+        }
+    };
+    // First guess from the edge, then step to the exact boundary of the float predicate.
+    let mut cut = (edge * p10).round() as i64;
+    if bids {
+        while keep(cut - 1) {
+            cut -= 1;
+        }
+        while !keep(cut) {
+            cut += 1;
+        }
+    } else {
+        while keep(cut + 1) {
+            cut += 1;
+        }
+        while !keep(cut) {
+            cut -= 1;
+        }
+    }
+    let lad = if bids { &book.bids } else { &book.asks };
+    let mut total: i128 = 0;
+    let mut part: i64 = 0;
+    for l in lad.iter_best() {
+        if (bids && l.px < cut) || (!bids && l.px > cut) {
+            break;
+        }
+        // i64 adds, spilled into the i128 total only when they would overflow.
+        part = match part.checked_add(l.sz) {
+            Some(p) => p,
+            None => {
+                total += part as i128;
+                l.sz
+            }
+        };
+    }
+    total + part as i128
+}
+
+/// VWAP of taking `quote` notional from a side (best first), or None if the side holds less.
+fn impact_vwap(book: &L2Book, bids: bool, quote: f64) -> Option<f64> {
+    let lad = if bids { &book.bids } else { &book.asks };
+    let (mut cost, mut qty) = (0.0, 0.0);
+    for l in lad.iter_best() {
+        let (p, s) = (book.px_f64(l), book.sz_f64(l));
+        let level_cost = p * s;
+        if cost + level_cost >= quote {
+            let q = (quote - cost) / p;
+            return Some((cost + q * p) / (qty + q));
+        }
+        cost += level_cost;
+        qty += s;
+    }
+    None
+}
+
+impl SymbolFeatures {
+    #[inline]
+    fn set(&mut self, f: F, v: Option<f64>) {
+        let i = f as usize;
+        match v {
+            Some(x) if x.is_finite() => {
+                self.values[i] = x;
+                self.present[i] = true;
+            }
+            _ => {
+                self.values[i] = 0.0;
+                self.present[i] = false;
+            }
+        }
+    }
+
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    pub fn on_trade(&mut self, t: Trade) {
+        self.flow.on_trade(t);
+    }
+
+    /// Current mid, if both sides were present at the last update.
+    pub fn mid(&self) -> Option<f64> {
+        self.present[F::Mid as usize].then(|| self.values[F::Mid as usize])
+    }
+
+    /// Recompute the vector after an applied book message at `now`.
+    /// `reference`: `None` when no reference symbol is set or this is it, else its current mid.
+    pub fn on_book(&mut self, book: &L2Book, now: i64, reference: Option<Option<f64>>) {
+        self.updates += 1;
+        let mut bids = std::mem::take(&mut self.bids);
+        let mut asks = std::mem::take(&mut self.asks);
+        fill_top(&mut bids, book, true);
+        fill_top(&mut asks, book, false);
+        let both = !bids.px.is_empty() && !asks.px.is_empty();
+
+        let p10 = POW10[book.px_scale as usize] as f64;
+        let s10 = POW10[book.sz_scale as usize] as f64;
+        let pf = |x: i64| x as f64 / p10;
+        let sf = |x: i128| x as f64 / s10;
+        self.set(F::BestBid, bids.px.first().map(|&x| pf(x)));
+        self.set(F::BestAsk, asks.px.first().map(|&x| pf(x)));
+        self.set(F::BidLevels, Some(book.bids.len() as f64));
+        self.set(F::AskLevels, Some(book.asks.len() as f64));
+
+        let mut mid = None;
+        let mut imb5 = None;
+        let mut spread_bps = None;
+        let mut ofi = None;
+        let mut ret = None;
+        if both {
+            let (bb, ba) = (pf(bids.px[0]), pf(asks.px[0]));
+            let (bs1, as1) = (sf(bids.sz[0] as i128), sf(asks.sz[0] as i128));
+            let m = (bb + ba) / 2.0;
+            mid = Some(m);
+            spread_bps = Some((ba - bb) / m * 1e4);
+            let micro = (bb * as1 + ba * bs1) / (bs1 + as1);
+            self.set(F::Mid, Some(m));
+            self.set(F::Spread, Some(ba - bb));
+            self.set(F::SpreadBps, spread_bps);
+            self.set(F::Microprice, Some(micro));
+            self.set(F::MicropriceOffsetBps, Some((micro - m) / m * 1e4));
+            self.set(F::BidSize1, Some(bs1));
+            self.set(F::AskSize1, Some(as1));
+            // Both sides share the size scale, so the ratios need no conversion.
+            for (f, n) in [(F::Imbalance1, 1), (F::Imbalance5, 5), (F::Imbalance10, 10), (F::Imbalance20, 20)] {
+                let (b, a) = (sum_i(&bids.sz, n), sum_i(&asks.sz, n));
+                let v = (b - a) as f64 / (b + a) as f64;
+                if n == 5 {
+                    imb5 = Some(v);
+                }
+                self.set(f, Some(v));
+            }
+            self.set(F::BidDepth5, Some(sf(sum_i(&bids.sz, 5))));
+            self.set(F::AskDepth5, Some(sf(sum_i(&asks.sz, 5))));
+            self.set(F::BidDepth20, Some(sf(sum_i(&bids.sz, 20))));
+            self.set(F::AskDepth20, Some(sf(sum_i(&asks.sz, 20))));
+            let notional = |t: &Top| -> f64 {
+                let exact: i128 = t.px.iter().zip(&t.sz).take(10).map(|(&p, &s)| p as i128 * s as i128).sum();
+                exact as f64 / (p10 * s10)
+            };
+            self.set(F::BidNotional10, Some(notional(&bids)));
+            self.set(F::AskNotional10, Some(notional(&asks)));
+            self.set(F::ImpactBuyBps, impact_vwap(book, false, IMPACT_QUOTE).map(|v| (v - m) / m * 1e4));
+            self.set(F::ImpactSellBps, impact_vwap(book, true, IMPACT_QUOTE).map(|v| (m - v) / m * 1e4));
+            let lo = m * (1.0 - DENSITY_FRACTION);
+            let hi = m * (1.0 + DENSITY_FRACTION);
+            self.set(F::DensityBid10Bps, Some(sf(band_size(book, true, lo))));
+            self.set(F::DensityAsk10Bps, Some(sf(band_size(book, false, hi))));
+            let (mut num, mut den) = (0.0, 0.0);
+            for k in 0..10 {
+                let w = 1.0 / (k + 1) as f64;
+                let b = bids.sz.get(k).copied().unwrap_or(0) as f64;
+                let a = asks.sz.get(k).copied().unwrap_or(0) as f64;
+                num += w * (b - a);
+                den += w * (b + a);
+            }
+            self.set(F::Pressure10, Some(num / den));
+            if let Some((pbb, pbs, pba, pas)) = self.prev_top {
+                let mut e = 0.0;
+                if bb >= pbb {
+                    e += bs1;
+                }
+                if bb <= pbb {
+                    e -= pbs;
+                }
+                if ba <= pba {
+                    e -= as1;
+                }
+                if ba >= pba {
+                    e += pas;
+                }
+                ofi = Some(e);
+            }
+            if let Some(pm) = self.prev_mid {
+                ret = Some((m / pm).ln() * 1e4);
+            }
+            self.prev_top = Some((bb, bs1, ba, as1));
+        } else {
+            for f in [
+                F::Mid, F::Spread, F::SpreadBps, F::Microprice, F::MicropriceOffsetBps, F::BidSize1, F::AskSize1,
+                F::Imbalance1, F::Imbalance5, F::Imbalance10, F::Imbalance20, F::BidDepth5, F::AskDepth5,
+                F::BidDepth20, F::AskDepth20, F::BidNotional10, F::AskNotional10, F::ImpactBuyBps,
+                F::ImpactSellBps, F::DensityBid10Bps, F::DensityAsk10Bps, F::Pressure10,
+            ] {
+                self.set(f, None);
+            }
+            self.prev_top = None;
+        }
+        self.set(F::Ofi, ofi);
+
+        // ---- cross-symbol pair for the correlation --------------------------------------
+        let pair = match reference {
+            Some(ref_now) => {
+                let y = match (ref_now, self.prev_ref_mid) {
+                    (Some(r), Some(pr)) => Some((r / pr).ln() * 1e4),
+                    _ => None,
+                };
+                self.prev_ref_mid = ref_now;
+                match (ret, y) {
+                    (Some(x), Some(y)) => Some((x, y)),
+                    _ => None,
+                }
+            }
+            None => {
+                self.prev_ref_mid = None;
+                None
+            }
+        };
+
+        // ---- 100-update windows ---------------------------------------------------------
+        let depth1 = if both { sf(bids.sz[0] as i128) + sf(asks.sz[0] as i128) } else { f64::NAN };
+        self.cols.push(ofi.unwrap_or(0.0), depth1, opt(ret), opt(imb5), opt(spread_bps), pair);
+        let w = window_stats(&self.cols, &mut self.rets);
+        self.set(F::OfiSum100, both.then_some(w.ofi_sum));
+        self.set(F::OfiNorm100, if both { w.depth_mean.map(|d| w.ofi_sum / d) } else { None });
+        self.set(F::MidRetMean100, w.ret_mean);
+        self.set(F::MidRetStd100, w.ret_std);
+        self.set(F::MidRetSkew100, w.ret_skew);
+        let vr = variance_ratio(&self.rets, w.ret_std, &mut self.prefix, &mut self.vals);
+        self.set(F::VarianceRatio10, vr);
+        self.set(F::Imbalance5Mean100, w.imb_mean);
+        self.set(F::Imbalance5Std100, w.imb_std);
+        self.set(F::SpreadBpsMean100, w.spread_mean);
+        self.set(F::CorrRef100, if reference.is_some() { w.corr } else { None });
+        self.set(F::BasisExtBps, match (mid, self.ext_mid) {
+            (Some(m), Some(e)) if e > 0.0 => Some((m - e) / e * 1e4),
+            _ => None,
+        });
+
+        // ---- time lookbacks -------------------------------------------------------------
+        // Times are in update order and exchange timestamps do not go backwards within a
+        // symbol's feed, so the last point at or before a cut-off is found by binary search.
+        let then = |times: &VecDeque<TimePoint>, age: i64| -> Option<TimePoint> {
+            let n = times.partition_point(|t| t.ts <= now - age);
+            if n == 0 {
+                None
+            } else {
+                Some(times[n - 1])
+            }
+        };
+        let roc = |old: Option<TimePoint>| -> Option<f64> {
+            match (mid, old.and_then(|t| t.mid)) {
+                (Some(m), Some(o)) => Some((m - o) / o * 1e4),
+                _ => None,
+            }
+        };
+        let t1 = then(&self.times, 1_000);
+        let roc1 = roc(t1);
+        self.set(F::MidRoc1sBps, roc1);
+        self.set(F::MidRoc10sBps, roc(then(&self.times, 10_000)));
+        self.set(F::MidAccel1sBps, match (roc1, t1.and_then(|t| t.roc1s)) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        });
+        self.times.push_back(TimePoint { ts: now, mid, roc1s: roc1 });
+        // Keep one point at or before now - 10 s for the 10 s lookback.
+        while self.times.len() >= 2 && self.times[1].ts <= now - 10_000 {
+            self.times.pop_front();
+        }
+        if let Some(r) = ret {
+            self.rv.push_back((now, r * r));
+            self.rv_sum += r * r;
+        }
+        while self.rv.front().is_some_and(|x| x.0 <= now - 10_000) {
+            let (_, sq) = self.rv.pop_front().expect("front");
+            self.rv_sum -= sq;
+            self.rv_ops += 1;
+        }
+        if self.rv_ops >= RV_RECOMPUTE_EVERY {
+            self.rv_sum = self.rv.iter().map(|x| x.1).sum();
+            self.rv_ops = 0;
+        }
+        self.set(F::RealizedVol10sBps, if self.rv.is_empty() { None } else { Some(self.rv_sum.max(0.0).sqrt()) });
+
+        // ---- level lifetime -------------------------------------------------------------
+        for &(rank, born) in &book.deletions {
+            if rank <= TTL_TOP_RANK {
+                self.ttl.push((now - born) as f64 / 1000.0);
+            }
+        }
+        self.set(F::LevelTtlMeanS, if self.ttl.len() == 0 { None } else { Some(self.ttl.iter().sum::<f64>() / self.ttl.len() as f64) });
+        self.set(F::BestBidAgeS, book.bids.best().map(|l| (now - l.born) as f64 / 1000.0));
+        self.set(F::BestAskAgeS, book.asks.best().map(|l| (now - l.born) as f64 / 1000.0));
+
+        // ---- walls ----------------------------------------------------------------------
+        let mut bw = std::mem::take(&mut self.bw);
+        let mut aw = std::mem::take(&mut self.aw);
+        find_walls(&bids.sz, &mut self.scratch, &mut bw);
+        find_walls(&asks.sz, &mut self.scratch, &mut aw);
+        // Exact price keys (18 decimals) survive book rescales and match trade prices exactly.
+        let key_mul = POW10[(18 - book.px_scale) as usize] as i128;
+        let ratio = |sz: i64, w: &SideWalls| sz as f64 / w.median.unwrap_or(1.0);
+        let mut list = std::mem::take(&mut self.wall_list);
+        list.clear();
+        list.extend(bw.walls.iter().map(|&i| WallAt { key: bids.px[i] as i128 * key_mul, px: pf(bids.px[i]), ratio: ratio(bids.sz[i], &bw) }));
+        self.bid_walls.update(now, mid, &list, &self.flow, &mut self.detections);
+        list.clear();
+        list.extend(aw.walls.iter().map(|&i| WallAt { key: asks.px[i] as i128 * key_mul, px: pf(asks.px[i]), ratio: ratio(asks.sz[i], &aw) }));
+        self.ask_walls.update(now, mid, &list, &self.flow, &mut self.detections);
+        self.wall_list = list;
+        self.detections.retain(|d| d.ts > now - DETECTION_WINDOW_MS);
+        let cnt = |w: &SideWalls| both.then_some(w.count as f64);
+        self.set(F::WallBidCount, cnt(&bw));
+        self.set(F::WallAskCount, cnt(&aw));
+        let (mut wbd, mut wbr, mut wba, mut wad, mut war, mut waa) = (None, None, None, None, None, None);
+        if let (Some(m), Some(i)) = (mid, bw.largest) {
+            wbd = Some(Side::Bid.dist_bps(pf(bids.px[i]), m));
+            wbr = Some(ratio(bids.sz[i], &bw));
+            wba = self.bid_walls.first_seen(bids.px[i] as i128 * key_mul).map(|t| (now - t) as f64 / 1000.0);
+        }
+        if let (Some(m), Some(i)) = (mid, aw.largest) {
+            wad = Some(Side::Ask.dist_bps(pf(asks.px[i]), m));
+            war = Some(ratio(asks.sz[i], &aw));
+            waa = self.ask_walls.first_seen(asks.px[i] as i128 * key_mul).map(|t| (now - t) as f64 / 1000.0);
+        }
+        self.set(F::WallBidDistBps, wbd);
+        self.set(F::WallAskDistBps, wad);
+        self.set(F::WallBidSizeRatio, wbr);
+        self.set(F::WallAskSizeRatio, war);
+        self.set(F::WallBidAgeS, wba);
+        self.set(F::WallAskAgeS, waa);
+        self.set(F::HotspotBidDistBps, match (mid, bw.hotspot) {
+            (Some(m), Some(i)) => Some(Side::Bid.dist_bps(pf(bids.px[i]), m)),
+            _ => None,
+        });
+        self.set(F::HotspotAskDistBps, match (mid, aw.hotspot) {
+            (Some(m), Some(i)) => Some(Side::Ask.dist_bps(pf(asks.px[i]), m)),
+            _ => None,
+        });
+        self.set(F::SupportDistBps, match (mid, self.bid_walls.persistent(now)) {
+            (Some(m), Some(p)) => Some(Side::Bid.dist_bps(p, m)),
+            _ => None,
+        });
+        self.set(F::ResistanceDistBps, match (mid, self.ask_walls.persistent(now)) {
+            (Some(m), Some(p)) => Some(Side::Ask.dist_bps(p, m)),
+            _ => None,
+        });
+        self.bw = bw;
+        self.aw = aw;
+        let max_score = |kind: &str| self.detections.iter().filter(|d| d.kind == kind).map(|d| d.score).fold(0.0, f64::max);
+        let (spoof, layer) = (max_score("spoofing"), max_score("layering"));
+        self.set(F::SpoofScore60s, Some(spoof));
+        self.set(F::LayeringScore60s, Some(layer));
+
+        // ---- trade flow -----------------------------------------------------------------
+        let fv = self.flow.view(now);
+        self.set(F::TradeVolume10s, Some(fv.volume_10s));
+        self.set(F::TradeCount10s, Some(fv.count_10s as f64));
+        self.set(F::VolumeDelta10s, Some(fv.delta_10s));
+        self.set(F::BuyRatio10s, fv.buy_ratio_10s);
+        let rel = |x: Option<f64>| match (x, mid) {
+            (Some(p), Some(m)) => Some((p - m) / m * 1e4),
+            _ => None,
+        };
+        self.set(F::TradeVwapDevBps, rel(fv.vwap_10s));
+        self.set(F::PocDistBps, rel(fv.poc));
+        self.set(F::VaLowDistBps, rel(fv.va_low));
+        self.set(F::VaHighDistBps, rel(fv.va_high));
+        self.set(F::AccDist300s, fv.acc_dist);
+        self.set(F::Vpin, fv.vpin);
+        let x = fv.volume_10s;
+        self.vol_n += 1;
+        if self.vol_n == 1 {
+            self.vol_mean = x;
+            self.vol_var = 0.0;
+        } else {
+            let prev = self.vol_mean;
+            self.vol_mean += VOLUME_EW_ALPHA * (x - prev);
+            self.vol_var = (1.0 - VOLUME_EW_ALPHA) * (self.vol_var + VOLUME_EW_ALPHA * (x - prev) * (x - prev));
+        }
+        self.set(F::VolumeAnomalyZ, if self.vol_n >= 2 && self.vol_var > 0.0 { Some((x - self.vol_mean) / self.vol_var.sqrt()) } else { None });
+
+        self.prev_mid = mid;
+        self.bids = bids;
+        self.asks = asks;
+
+        // ---- running z-scores -----------------------------------------------------------
+        for i in 0..N_FEATURES {
+            if !self.present[i] {
+                continue;
+            }
+            let x = self.values[i];
+            if !self.ew_seen[i] {
+                self.ew_seen[i] = true;
+                self.ew_mean[i] = x;
+                self.ew_var[i] = 0.0;
+            } else {
+                let prev = self.ew_mean[i];
+                self.ew_mean[i] += NORM_ALPHA * (x - prev);
+                self.ew_var[i] = (1.0 - NORM_ALPHA) * (self.ew_var[i] + NORM_ALPHA * (x - prev) * (x - prev));
+            }
+        }
+    }
+
+    /// Raw or normalized values with the presence mask.
+    pub fn write(&self, normalized: bool, values: &mut [f64], mask: &mut [u8]) {
+        for i in 0..N_FEATURES {
+            mask[i] = self.present[i] as u8;
+            values[i] = if !self.present[i] {
+                0.0
+            } else if !normalized {
+                self.values[i]
+            } else if self.ew_var[i] > 0.0 {
+                ((self.values[i] - self.ew_mean[i]) / self.ew_var[i].sqrt()).clamp(-Z_CLIP, Z_CLIP)
+            } else {
+                0.0
+            };
+        }
+    }
+
+    pub fn detections(&self) -> &[Detection] {
+        &self.detections
+    }
+}
+
+/// Statistics of the 100-update window.
+#[derive(Debug, Default)]
+struct WindowStats {
+    ofi_sum: f64,
+    depth_mean: Option<f64>,
+    ret_mean: Option<f64>,
+    ret_std: Option<f64>,
+    ret_skew: Option<f64>,
+    imb_mean: Option<f64>,
+    imb_std: Option<f64>,
+    spread_mean: Option<f64>,
+    corr: Option<f64>,
+}
+
+/// All window statistics in two passes over the columns (sums, then deviations from the means):
+/// the same two-pass formulas as a from-scratch computation, oldest to newest. The returns are
+/// left in `rets` for the variance ratio.
+fn window_stats(c: &Columns, rets: &mut Vec<f64>) -> WindowStats {
+    let mut w = WindowStats::default();
+    let (mut nd, mut sd) = (0usize, 0.0);
+    let (mut ni, mut si) = (0usize, 0.0);
+    let (mut ns, mut ss) = (0usize, 0.0);
+    let (mut np, mut sx, mut sy) = (0usize, 0.0, 0.0);
+    rets.clear();
+    for i in c.order() {
+        w.ofi_sum += c.ofi[i];
+        let d = c.depth1[i];
+        if !d.is_nan() {
+            nd += 1;
+            sd += d;
+        }
+        let r = c.ret[i];
+        if !r.is_nan() {
+            rets.push(r);
+        }
+        let m = c.imb5[i];
+        if !m.is_nan() {
+            ni += 1;
+            si += m;
+        }
+        let s = c.spread[i];
+        if !s.is_nan() {
+            ns += 1;
+            ss += s;
+        }
+        let (x, y) = (c.px[i], c.py[i]);
+        if !x.is_nan() {
+            np += 1;
+            sx += x;
+            sy += y;
+        }
+    }
+    let mean = |s: f64, n: usize| if n > 0 { Some(s / n as f64) } else { None };
+    w.depth_mean = mean(sd, nd);
+    w.spread_mean = mean(ss, ns);
+    w.imb_mean = mean(si, ni);
+    let nr = rets.len();
+    w.ret_mean = mean(sum4(rets), nr);
+    let (rm, im) = (w.ret_mean.unwrap_or(0.0), w.imb_mean.unwrap_or(0.0));
+    let (mx, my) = (if np > 0 { sx / np as f64 } else { 0.0 }, if np > 0 { sy / np as f64 } else { 0.0 });
+    let r2 = sq_dev4(rets, rm);
+    let mut r3 = [0.0f64; 4];
+    for (k, &x) in rets.iter().enumerate() {
+        let d = x - rm;
+        r3[k & 3] += d * d * d;
+    }
+    let r3 = (r3[0] + r3[1]) + (r3[2] + r3[3]);
+    let (mut i2, mut pxy, mut pxx, mut pyy) = (0.0, 0.0, 0.0, 0.0);
+    if ni >= 2 || np >= 3 {
+        for i in c.order() {
+            let m = c.imb5[i];
+            if !m.is_nan() {
+                i2 += (m - im) * (m - im);
+            }
+            let (x, y) = (c.px[i], c.py[i]);
+            if !x.is_nan() {
+                pxy += (x - mx) * (y - my);
+                pxx += (x - mx) * (x - mx);
+                pyy += (y - my) * (y - my);
+            }
+        }
+    }
+    if nr >= 2 {
+        w.ret_std = Some((r2 / nr as f64).sqrt());
+    }
+    if nr >= 3 && r2 > 0.0 {
+        let v = r2 / nr as f64;
+        w.ret_skew = Some((r3 / nr as f64) / v.powf(1.5));
+    }
+    if ni >= 2 {
+        w.imb_std = Some((i2 / ni as f64).sqrt());
+    }
+    if np >= 3 && pxx > 0.0 && pyy > 0.0 {
+        w.corr = Some(pxy / (pxx * pyy).sqrt());
+    }
+    w
+}
+
+/// var(10-sums) / (10 var(r)) over the n - 9 overlapping sums of 10 consecutive returns;
+/// `std1` is the returns' population standard deviation, already known.
+fn variance_ratio(r: &[f64], std1: Option<f64>, prefix: &mut Vec<f64>, sums: &mut Vec<f64>) -> Option<f64> {
+    if r.len() < 20 {
+        return None;
+    }
+    let v1 = std1? * std1?;
+    if v1 <= 0.0 {
+        return None;
+    }
+    // 10-sums from prefix sums: O(n) instead of O(10 n); they differ from direct sums only in
+    // the last bits.
+    prefix.clear();
+    prefix.push(0.0);
+    let mut acc = 0.0;
+    for &x in r {
+        acc += x;
+        prefix.push(acc);
+    }
+    sums.clear();
+    sums.extend((0..=r.len() - 10).map(|i| prefix[i + 10] - prefix[i]));
+    let (_, s10) = mean_std(sums);
+    let v10 = s10? * s10?;
+    Some(v10 / (10.0 * v1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::BookEngine;
+
+    #[test]
+    fn book_features_on_a_small_book() {
+        let mut e = BookEngine::new("bybit", 0, 10).unwrap();
+        let snap = br#"{"topic":"orderbook.50.X","type":"snapshot","ts":1000,"data":{"s":"X","b":[["99","2"],["98","3"]],"a":[["101","1"],["102","4"]],"u":1}}"#;
+        e.apply(snap).unwrap();
+        let mut f = SymbolFeatures::default();
+        f.on_book(e.book("X").unwrap(), 1000, None);
+        let v = |x: F| f.values[x as usize];
+        assert_eq!(v(F::Mid), 100.0);
+        assert_eq!(v(F::Spread), 2.0);
+        assert_eq!(v(F::Microprice), (99.0 * 1.0 + 101.0 * 2.0) / 3.0);
+        assert_eq!(v(F::Imbalance1), (2.0 - 1.0) / 3.0);
+        assert_eq!(v(F::Imbalance5), (5.0 - 5.0) / 10.0);
+        assert_eq!(v(F::BidNotional10), 99.0 * 2.0 + 98.0 * 3.0);
+        assert!(!f.present[F::ImpactBuyBps as usize], "asks hold only 509 quote");
+        assert!(!f.present[F::Ofi as usize]);
+        assert_eq!(f.present[F::SpoofScore60s as usize], true);
+    }
+}
+

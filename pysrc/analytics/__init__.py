@@ -1,0 +1,62 @@
+"""Microstructure analytics and the ML feature vector, computed in the native core.
+
+Features are kept current inside the Rust engine on every book update (engines created with
+``features=True``); this module reads them into reusable numpy arrays without copying the book.
+The layout is versioned (:data:`SCHEMA_VERSION`); names and definitions are in
+``docs/features.md``, generated from the same schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pysrc._core import native
+
+SCHEMA_VERSION: int = native.FEATURE_SCHEMA_VERSION
+SCHEMA: tuple[dict[str, str], ...] = tuple(native.feature_schema())
+FEATURE_NAMES: tuple[str, ...] = tuple(f["name"] for f in SCHEMA)
+N_FEATURES: int = len(FEATURE_NAMES)
+
+
+@dataclass(slots=True)
+class FeatureVector:
+    """One symbol's features: ``values`` (0.0 where missing), ``mask`` (True = present)."""
+
+    values: npt.NDArray[np.float64]
+    mask: npt.NDArray[np.bool_]
+    updates: int
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Name -> value, None where missing (for logs, JSON and people)."""
+        return {
+            name: (float(v) if m else None)
+            for name, v, m in zip(FEATURE_NAMES, self.values.tolist(), self.mask.tolist(), strict=True)
+        }
+
+
+class FeatureReader:
+    """Reads feature vectors out of a ``BookEngine(..., features=True)`` into reused buffers."""
+
+    def __init__(self, engine: Any) -> None:
+        if not engine.features_enabled:
+            raise ValueError("the engine was created without features=True")
+        self._engine = engine
+        self._values = np.zeros(N_FEATURES, dtype=np.float64)
+        self._mask = np.zeros(N_FEATURES, dtype=np.uint8)
+        # Made once: a view per read would cost more than the native call itself.
+        self._mask_bool = self._mask.view(bool)
+
+    def read(self, symbol: str, *, normalized: bool = False, copy: bool = True) -> FeatureVector:
+        """The current vector of ``symbol``. With ``copy=False`` the arrays are the reader's own
+        buffers, overwritten by the next read (no allocation on the hot path)."""
+        updates = self._engine.features_into(symbol, self._values, self._mask, normalized)
+        if copy:
+            return FeatureVector(self._values.copy(), self._mask.astype(bool), updates)
+        return FeatureVector(self._values, self._mask_bool, updates)
+
+
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "SCHEMA", "SCHEMA_VERSION", "FeatureReader", "FeatureVector"]
