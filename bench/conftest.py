@@ -15,6 +15,11 @@ the benchmarks report, and they assert that every book they timed equals the ref
 At the end of the session a summary (per-operation times, ratios against the native engine,
 single-call percentiles, the issue's targets) is printed and written as JSON to
 ``bench/.data/latency-summary.json`` (``--book-summary-json`` to change the path).
+
+The feature-vector benchmarks (``test_features_bench.py``) use the same stream with public trades
+interleaved; their baseline is the bare native engine, so they keep their own results
+(:class:`FeatureResults`), summary section and ``bench/.data/features-summary.json``
+(``--features-summary-json``). Each summary is printed and written only when its suite ran.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -64,6 +69,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--book-summary-json",
         default=str(BENCH_DIR / ".data" / "latency-summary.json"),
         help="where the session summary is written ('' to skip)",
+    )
+    group.addoption(
+        "--features-summary-json",
+        default=str(BENCH_DIR / ".data" / "features-summary.json"),
+        help="where the feature-vector benchmarks' summary is written ('' to skip)",
     )
 
 
@@ -348,8 +358,15 @@ def _target_lines() -> list[str]:
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables: the ratios are the result
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not RESULTS.groups and not RESULTS.percentiles:
-        return
+    # Each suite writes its own summary only when it ran, so running one suite never overwrites
+    # the other's JSON with an empty one.
+    if RESULTS.groups or RESULTS.percentiles:
+        _book_terminal_summary(terminalreporter, config)
+    if FEATURE_RESULTS.groups or FEATURE_RESULTS.percentiles:
+        _feature_terminal_summary(terminalreporter, config)
+
+
+def _book_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     tr = terminalreporter
     tr.write_sep("=", "order-book benchmarks: ratios measured in this run")
     for line in _summary_lines():
@@ -386,3 +403,174 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+# ---- the feature-vector benchmarks (bench/test_features_bench.py) -----------------------------
+
+
+class FeatureResults:
+    """Per-message medians of the feature-vector variants, ratios against the bare engine, and
+    single-call percentiles. Kept apart from :class:`Results` because its baseline is the bare
+    native engine, not the book baselines above."""
+
+    # Group names (read by the test module, as for Results).
+    MIXED = "apply one message: book deltas with public trades interleaved"
+    DELTAS = "apply one book delta, no trades in the stream"
+    PCT = "single apply calls"
+    ORDER = ("bare", "features", "features_read", "numpy")
+    LABELS: ClassVar[dict[str, str]] = {
+        "bare": '(a) BookEngine("bybit").apply, bare book',
+        "features": '(b) BookEngine("bybit", features=True).apply',
+        "features_read": "(c) (b) + FeatureReader.read(sym, copy=False) per book msg",
+        "numpy": "(d) (a) + numpy recompute from levels(sym, 50) per book msg",
+    }
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, dict[str, float]]] = {}
+        self.group_notes: dict[str, str] = {}
+        self.percentiles: dict[str, dict[str, float]] = {}
+        self.notes: list[str] = []
+        self.load_start = _loadavg()
+
+    def record(self, group: str, impl: str, benchmark: Any, per_round_ops: int) -> None:
+        """Store the per-operation median/min and put the ratio to the bare engine in the
+        benchmark's extra_info."""
+        meta = getattr(benchmark, "stats", None)
+        if meta is None:  # --benchmark-disable: nothing was timed
+            return
+        st = meta.stats
+        row = {
+            "median_ns": st.median / per_round_ops * 1e9,
+            "min_ns": st.min / per_round_ops * 1e9,
+            "rounds": float(st.rounds),
+        }
+        self.groups.setdefault(group, {})[impl] = row
+        benchmark.extra_info["per_op_median_ns"] = round(row["median_ns"], 1)
+        benchmark.extra_info["per_op_min_ns"] = round(row["min_ns"], 1)
+        bare = self.groups[group].get("bare")
+        if bare and impl != "bare":
+            benchmark.extra_info["vs_bare_median"] = round(row["median_ns"] / bare["median_ns"], 2)
+            benchmark.extra_info["vs_bare_min"] = round(row["min_ns"] / bare["min_ns"], 2)
+
+    def ratio(self, group: str, num: str, den: str, key: str = "median_ns") -> float | None:
+        rows = self.groups.get(group, {})
+        if num not in rows or den not in rows:
+            return None
+        return rows[num][key] / rows[den][key]
+
+
+FEATURE_RESULTS = FeatureResults()
+
+
+@pytest.fixture(scope="session")
+def feature_results() -> FeatureResults:
+    return FEATURE_RESULTS
+
+
+def _feature_summary_lines() -> list[str]:
+    r = FEATURE_RESULTS
+    lines: list[str] = []
+    for group, rows in r.groups.items():
+        lines.append("")
+        note = r.group_notes.get(group, "")
+        lines.append(f"{group}{'  (' + note + ')' if note else ''}")
+        bare = rows.get("bare")
+        lines.append(
+            f"  {'variant':<62} {'median/op':>11} {'min/op':>11} {'vs (a)':>8} {'(min)':>8}"
+        )
+        for impl in r.ORDER:
+            row = rows.get(impl)
+            if row is None:
+                continue
+            ratio = f"{row['median_ns'] / bare['median_ns']:.2f}x" if bare else "-"
+            ratio_min = f"{row['min_ns'] / bare['min_ns']:.2f}x" if bare else "-"
+            lines.append(
+                f"  {r.LABELS[impl]:<62} {_fmt_ns(row['median_ns']):>11} "
+                f"{_fmt_ns(row['min_ns']):>11} {ratio:>8} {ratio_min:>8}"
+            )
+    if r.percentiles:
+        lines.append("")
+        lines.append(f"{r.PCT}: each bracketed by perf_counter_ns (best of the repeats)")
+        lines.append(f"  {'calls':<62} {'p50':>9} {'p90':>9} {'p99':>9} {'p99.9':>9}")
+        for label, pc in r.percentiles.items():
+            lines.append(
+                f"  {label:<62} {_fmt_ns(pc['p50']):>9} {_fmt_ns(pc['p90']):>9} "
+                f"{_fmt_ns(pc['p99']):>9} {_fmt_ns(pc['p99.9']):>9}"
+            )
+    lines.extend(["", *_feature_target_lines(), *r.notes])
+    return lines
+
+
+def _feature_target_lines() -> list[str]:
+    """The issue's targets for the feature vector, judged on this run (reported, never asserted)."""
+    r = FEATURE_RESULTS
+    out: list[str] = []
+
+    def both(group: str, num: str, den: str) -> tuple[float, float] | None:
+        med, low = r.ratio(group, num, den), r.ratio(group, num, den, "min_ns")
+        return None if med is None or low is None else (med, low)
+
+    named = [
+        ("(b)/(a)", r.MIXED, "features", "bare"),
+        ("(c)/(a)", r.MIXED, "features_read", "bare"),
+        ("(d)/(a)", r.MIXED, "numpy", "bare"),
+        ("(d)/(b)", r.MIXED, "numpy", "features"),
+        ("(b)/(a) on book deltas alone", r.DELTAS, "features", "bare"),
+    ]
+    parts = []
+    for label, group, num, den in named:
+        got = both(group, num, den)
+        if got:
+            parts.append(f"{label} {got[0]:.2f}x (min {got[1]:.2f}x)")
+    if parts:
+        out.append("ratios of medians: " + "; ".join(parts))
+    # "about 3x": the whole vector for one update, kept current and read, against a bare update.
+    for label, group, num in (
+        ("kept current and read, (c)/(a)", r.MIXED, "features_read"),
+        ("kept current, book deltas alone, (b)/(a)", r.DELTAS, "features"),
+    ):
+        got = both(group, num, "bare")
+        if got:
+            ok = "met" if got[0] <= 3.0 else ("about met" if got[0] <= 3.5 else "MISSED")
+            out.append(
+                f"target: whole feature vector per update <= about 3x a bare book update -> "
+                f"{label} = {got[0]:.2f}x ({ok})"
+            )
+    got = both(r.MIXED, "numpy", "features")
+    if got:
+        ok = "met" if got[0] >= 3.0 else "MISSED"
+        out.append(
+            f"target: well under the numpy recomputation -> numpy (d) takes {got[0]:.1f}x the "
+            f"time of (b) ({ok})"
+        )
+    return out
+
+
+def _feature_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tr = terminalreporter
+    r = FEATURE_RESULTS
+    tr.write_sep("=", "feature-vector benchmarks: ratios measured in this run")
+    for line in _feature_summary_lines():
+        tr.write_line(line)
+    load_end = _loadavg()
+    tr.write_line(f"load average at start {r.load_start}, at end {load_end} (2 cores: >1 is noisy)")
+    path = config.getoption("--features-summary-json")
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "load_start": r.load_start,
+            "load_end": load_end,
+            "groups": r.groups,
+            "group_notes": r.group_notes,
+            "percentiles": r.percentiles,
+            "targets": _feature_target_lines(),
+            "notes": r.notes,
+        }
+        out.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+        tr.write_line(f"summary written to {out}")

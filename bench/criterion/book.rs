@@ -182,6 +182,33 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // The feature vector kept current on every update, next to the same engine without it.
+    let mut g = c.benchmark_group("features_kept_current");
+    g.throughput(Throughput::Elements(deltas.len() as u64));
+    g.sample_size(10);
+    for features in [false, true] {
+        let name = if features { "engine_with_features" } else { "engine_bare" };
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut e = BookEngine::new("bybit", 0, 100).unwrap();
+                    if features {
+                        e.enable_features();
+                    }
+                    e.apply(snapshot.as_bytes()).unwrap();
+                    e
+                },
+                |e| {
+                    for m in deltas {
+                        black_box(e.apply(m.as_bytes()).unwrap());
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("reads");
     let mut e = BookEngine::new("bybit", 0, 100).unwrap();
     for m in &msgs {
@@ -247,6 +274,15 @@ fn ratio_table() {
     println!("  native engine (parse+validate+apply) : {native:8.1} ns/msg");
     println!("  serde_json::Value parse only         : {parse:8.1} ns/msg  -> native is {:.2}x faster", parse / native);
     println!("  BTreeMap book (parse+apply)          : {btree:8.1} ns/msg  -> native is {:.2}x faster", btree / native);
+    let with_features = best_ns_per_msg(deltas.len(), || {
+        let mut e = BookEngine::new("bybit", 0, 100).unwrap();
+        e.enable_features();
+        e.apply(msgs[0].as_bytes()).unwrap();
+        for m in deltas {
+            black_box(e.apply(m.as_bytes()).unwrap());
+        }
+    });
+    println!("  native engine with the feature vector: {with_features:8.1} ns/msg  -> {:.2}x the bare engine", with_features / native);
 }
 
 criterion_group!(book_benches, benches);
