@@ -22,7 +22,7 @@ import orjson
 
 from pysrc.book import ApplyOutcome, BookEngine, MalformedMessage
 
-Emit = Literal["final", "tob"]
+Emit = Literal["final", "tob", "features"]
 InputFormat = Literal["auto", "jsonl", "capture"]
 
 # A (payload, rest_snapshot_symbol) pair: the symbol is set only for REST depth snapshots.
@@ -203,7 +203,13 @@ def replay(
     apply = engine.apply
     applied_code = int(ApplyOutcome.APPLIED)
     skipped_code = int(ApplyOutcome.SKIPPED)
+    trades_code = int(ApplyOutcome.TRADES)
     tob = emit == "tob"
+    reader = None
+    if emit == "features":
+        from pysrc.analytics import FeatureReader
+
+        reader = FeatureReader(engine)
     t0 = time.perf_counter()
     for payload, rest_symbol in items:
         stats.lines += 1
@@ -220,12 +226,16 @@ def replay(
             if len(stats.first_errors) < max_reported_errors:
                 stats.first_errors.append(f"line {stats.lines}: {exc}")
             continue
-        if code == skipped_code:
+        if code == skipped_code or code == trades_code:
             stats.skipped += 1
             continue
         if code != applied_code:
             continue
         stats.applied += 1
+        if reader is not None and sym is not None and (only_symbol is None or sym == only_symbol) and write is not None:
+            fv = reader.read(sym, copy=False)
+            write(orjson.dumps({"symbol": sym, "ts": engine.last_ts(sym), "features": fv.as_dict()}) + b"\n")
+            continue
         if tob and sym is not None and (only_symbol is None or sym == only_symbol) and write is not None:
             bid = engine.best_bid(sym)
             ask = engine.best_ask(sym)

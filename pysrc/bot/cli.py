@@ -47,7 +47,7 @@ def _print_summary(stats: ReplayStats, engine: BookEngine) -> None:
 
 
 def cmd_book_replay(args: argparse.Namespace) -> int:
-    engine = BookEngine(args.exchange, args.depth)
+    engine = BookEngine(args.exchange, args.depth, features=args.emit == "features")
     out = sys.stdout.buffer
     paths = [Path(f) for f in args.files]
     try:
@@ -111,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--exchange", required=True, choices=EXCHANGES)
     r.add_argument("--symbol", help="only this symbol; Binance REST snapshot lines apply to it")
     r.add_argument("--top", type=int, default=20, help="levels per side in the final output (0 = all)")
-    r.add_argument("--emit", choices=("final", "tob"), default="final")
+    r.add_argument(
+        "--emit",
+        choices=("final", "tob", "features"),
+        default="final",
+        help="final books, top of book per applied message, or the feature vector per applied message",
+    )
     r.add_argument("--depth", type=int, default=0, help="truncate books to this depth (0 = as the feed says)")
     r.add_argument("--format", choices=("auto", "jsonl", "capture"), default="auto")
     r.set_defaults(func=cmd_book_replay)

@@ -143,3 +143,19 @@ def test_demo_runs_on_generated_data(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert len([ln for ln in p.stdout.splitlines() if "live" in ln]) == 4
     assert "gaps=0" in p.stderr and "crossed=0" in p.stderr
+
+
+def test_emit_features_prints_the_named_vector_per_applied_message(realdata: Path, tmp_path: Path) -> None:
+    import math
+
+    from pysrc.analytics import FEATURE_NAMES
+
+    p = run("book-replay", str(realdata / BYBIT), "--exchange", "bybit", "--emit", "features", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = [orjson.loads(x) for x in p.stdout.splitlines()]
+    assert len(rows) == 50
+    assert set(rows[0]) == {"symbol", "ts", "features"}
+    assert tuple(rows[-1]["features"]) == FEATURE_NAMES
+    last = rows[-1]["features"]
+    assert last["best_bid"] == 1.9537 and last["best_ask"] == 1.9538
+    assert all(v is None or math.isfinite(v) for r in rows for v in r["features"].values())
