@@ -24,6 +24,7 @@ __all__ = [
     "BookEngine",
     "CHECKSUM_MISMATCH",
     "CROSSED",
+    "FEATURE_CONVENTIONS",
     "FEATURE_SCHEMA_VERSION",
     "GAP",
     "MalformedMessage",
@@ -63,6 +64,8 @@ TRADES: Final[int]
 
 FEATURE_SCHEMA_VERSION: Final[int]
 """Version of the feature vector layout; bumped whenever a name, position or definition changes."""
+FEATURE_CONVENTIONS: Final[str]
+"""The conventions the feature formulas use (Markdown bullets), rendered into docs/features.md."""
 
 def feature_schema() -> list[dict[str, str]]:
     """Every feature in vector order: ``name, group, units, window, formula, missing``."""

@@ -15,13 +15,61 @@ const TTL_WINDOW: usize = 100;
 const TTL_TOP_RANK: usize = 20;
 const TOP: usize = 50;
 const IMPACT_QUOTE: f64 = 10_000.0;
-const DENSITY_FRACTION: f64 = 0.001;
 const VOLUME_EW_ALPHA: f64 = 0.01;
 /// Exponential weight of the running z-scores (about 1,000 updates).
 pub const NORM_ALPHA: f64 = 0.001;
 const Z_CLIP: f64 = 10.0;
-/// Recompute the realized-volatility running sum from scratch this often (bounds float drift).
-const RV_RECOMPUTE_EVERY: u32 = 64;
+
+/// A sum over a sliding time window without subtraction (two stacks): when values leave the
+/// window nothing is subtracted, so no rounding residue survives them (a window of zeros sums
+/// to exactly 0). Amortized O(1) per value.
+#[derive(Debug, Clone, Default)]
+struct SlidingSum {
+    /// Newest values, in arrival order, with their plain running total.
+    back: Vec<(i64, f64)>,
+    back_sum: f64,
+    /// Oldest values, newest first (so `pop` yields the oldest), each with the total of itself
+    /// and every newer value in `front`.
+    front: Vec<(i64, f64, f64)>,
+}
+
+impl SlidingSum {
+    fn push(&mut self, ts: i64, x: f64) {
+        self.back.push((ts, x));
+        self.back_sum += x;
+    }
+
+    /// Drop values with `ts <= cut`.
+    fn drop_until(&mut self, cut: i64) {
+        loop {
+            if self.front.is_empty() {
+                if self.back.first().is_none_or(|v| v.0 > cut) {
+                    return;
+                }
+                let mut acc = 0.0;
+                for &(ts, x) in self.back.iter().rev() {
+                    acc += x;
+                    self.front.push((ts, x, acc));
+                }
+                self.back.clear();
+                self.back_sum = 0.0;
+            }
+            match self.front.last() {
+                Some(v) if v.0 <= cut => {
+                    self.front.pop();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn sum(&self) -> Option<f64> {
+        if self.front.is_empty() && self.back.is_empty() {
+            return None;
+        }
+        Some(self.front.last().map_or(0.0, |v| v.2) + self.back_sum)
+    }
+}
 
 /// The last 100 updates as columns (NaN = missing), oldest first once full: tight, predictable
 /// loops for the window statistics.
@@ -102,9 +150,7 @@ pub struct SymbolFeatures {
     prev_ref_mid: Option<f64>,
     cols: Box<Columns>,
     times: VecDeque<TimePoint>,
-    rv: VecDeque<(i64, f64)>,
-    rv_sum: f64,
-    rv_ops: u32,
+    rv: SlidingSum,
     ttl: Ring<f64>,
     vol_mean: f64,
     vol_var: f64,
@@ -139,9 +185,7 @@ impl Default for SymbolFeatures {
             prev_ref_mid: None,
             cols: Box::new(Columns::new()),
             times: VecDeque::new(),
-            rv: VecDeque::new(),
-            rv_sum: 0.0,
-            rv_ops: 0,
+            rv: SlidingSum::default(),
             ttl: Ring::new(TTL_WINDOW),
             vol_mean: 0.0,
             vol_var: 0.0,
@@ -179,53 +223,21 @@ fn sum_i(v: &[i64], n: usize) -> i128 {
     v.iter().take(n).map(|&x| x as i128).sum()
 }
 
-/// Sizes of the levels of a side whose float price passes `keep`, summed exactly. The prices are
-/// sorted from best, so the band is a prefix. The float test is monotonic in the integer price,
-/// so the cut-off integer is found once (a few float tests) and the walk compares integers only.
-fn band_size(book: &L2Book, bids: bool, edge: f64) -> i128 {
-    let p10 = POW10[book.px_scale as usize] as f64;
-    let keep = |px: i64| -> bool {
-        let p = px as f64 / p10;
-        if bids {
-            p >= edge
-        } else {
-            p <= edge
-        }
-    };
-    // First guess from the edge, then step to the exact boundary of the float predicate.
-    let mut cut = (edge * p10).round() as i64;
-    if bids {
-        while keep(cut - 1) {
-            cut -= 1;
-        }
-        while !keep(cut) {
-            cut += 1;
-        }
-    } else {
-        while keep(cut + 1) {
-            cut += 1;
-        }
-        while !keep(cut) {
-            cut -= 1;
-        }
-    }
+/// Total size of the levels within 10 bps of mid, decided exactly in integers:
+/// bids with `p >= mid * 0.999` (`2000 p >= 999 (bb + ba)`), asks with `p <= mid * 1.001`
+/// (`2000 p <= 1001 (bb + ba)`). The band is a prefix of the side (sorted from best).
+fn band_size(book: &L2Book, bids: bool, mid2: i128) -> i128 {
     let lad = if bids { &book.bids } else { &book.asks };
     let mut total: i128 = 0;
-    let mut part: i64 = 0;
     for l in lad.iter_best() {
-        if (bids && l.px < cut) || (!bids && l.px > cut) {
+        let p2000 = 2000 * l.px as i128;
+        let inside = if bids { p2000 >= 999 * mid2 } else { p2000 <= 1001 * mid2 };
+        if !inside {
             break;
         }
-        // i64 adds, spilled into the i128 total only when they would overflow.
-        part = match part.checked_add(l.sz) {
-            Some(p) => p,
-            None => {
-                total += part as i128;
-                l.sz
-            }
-        };
+        total += l.sz as i128;
     }
-    total + part as i128
+    total
 }
 
 /// VWAP of taking `quote` notional from a side (best first), or None if the side holds less.
@@ -301,12 +313,16 @@ impl SymbolFeatures {
         if both {
             let (bb, ba) = (pf(bids.px[0]), pf(asks.px[0]));
             let (bs1, as1) = (sf(bids.sz[0] as i128), sf(asks.sz[0] as i128));
-            let m = (bb + ba) / 2.0;
+            // Mid and spread from the integers, rounded once: an unchanged mid is the same float
+            // whichever quotes produced it, so it never shows up as a tiny return.
+            let mid2 = bids.px[0] as i128 + asks.px[0] as i128;
+            let m = mid2 as f64 / (2.0 * p10);
+            let spread = (asks.px[0] - bids.px[0]) as f64 / p10;
             mid = Some(m);
-            spread_bps = Some((ba - bb) / m * 1e4);
+            spread_bps = Some((asks.px[0] - bids.px[0]) as f64 / mid2 as f64 * 2e4);
             let micro = (bb * as1 + ba * bs1) / (bs1 + as1);
             self.set(F::Mid, Some(m));
-            self.set(F::Spread, Some(ba - bb));
+            self.set(F::Spread, Some(spread));
             self.set(F::SpreadBps, spread_bps);
             self.set(F::Microprice, Some(micro));
             self.set(F::MicropriceOffsetBps, Some((micro - m) / m * 1e4));
@@ -333,10 +349,8 @@ impl SymbolFeatures {
             self.set(F::AskNotional10, Some(notional(&asks)));
             self.set(F::ImpactBuyBps, impact_vwap(book, false, IMPACT_QUOTE).map(|v| (v - m) / m * 1e4));
             self.set(F::ImpactSellBps, impact_vwap(book, true, IMPACT_QUOTE).map(|v| (m - v) / m * 1e4));
-            let lo = m * (1.0 - DENSITY_FRACTION);
-            let hi = m * (1.0 + DENSITY_FRACTION);
-            self.set(F::DensityBid10Bps, Some(sf(band_size(book, true, lo))));
-            self.set(F::DensityAsk10Bps, Some(sf(band_size(book, false, hi))));
+            self.set(F::DensityBid10Bps, Some(sf(band_size(book, true, mid2))));
+            self.set(F::DensityAsk10Bps, Some(sf(band_size(book, false, mid2))));
             let (mut num, mut den) = (0.0, 0.0);
             for k in 0..10 {
                 let w = 1.0 / (k + 1) as f64;
@@ -449,19 +463,10 @@ impl SymbolFeatures {
             self.times.pop_front();
         }
         if let Some(r) = ret {
-            self.rv.push_back((now, r * r));
-            self.rv_sum += r * r;
+            self.rv.push(now, r * r);
         }
-        while self.rv.front().is_some_and(|x| x.0 <= now - 10_000) {
-            let (_, sq) = self.rv.pop_front().expect("front");
-            self.rv_sum -= sq;
-            self.rv_ops += 1;
-        }
-        if self.rv_ops >= RV_RECOMPUTE_EVERY {
-            self.rv_sum = self.rv.iter().map(|x| x.1).sum();
-            self.rv_ops = 0;
-        }
-        self.set(F::RealizedVol10sBps, if self.rv.is_empty() { None } else { Some(self.rv_sum.max(0.0).sqrt()) });
+        self.rv.drop_until(now - 10_000);
+        self.set(F::RealizedVol10sBps, self.rv.sum().map(f64::sqrt));
 
         // ---- level lifetime -------------------------------------------------------------
         for &(rank, born) in &book.deletions {
@@ -481,13 +486,26 @@ impl SymbolFeatures {
         // Exact price keys (18 decimals) survive book rescales and match trade prices exactly.
         let key_mul = POW10[(18 - book.px_scale) as usize] as i128;
         let ratio = |sz: i64, w: &SideWalls| sz as f64 / w.median.unwrap_or(1.0);
+        let mid2 = if both { Some(bids.px[0] as i128 + asks.px[0] as i128) } else { None };
+        let dist = |p: i64| mid2.map(|m2| ((2 * p as i128 - m2).abs(), m2));
+        let px_of = |key: i128| key / key_mul;
         let mut list = std::mem::take(&mut self.wall_list);
         list.clear();
-        list.extend(bw.walls.iter().map(|&i| WallAt { key: bids.px[i] as i128 * key_mul, px: pf(bids.px[i]), ratio: ratio(bids.sz[i], &bw) }));
-        self.bid_walls.update(now, mid, &list, &self.flow, &mut self.detections);
+        list.extend(bw.walls.iter().map(|&i| WallAt {
+            key: bids.px[i] as i128 * key_mul,
+            px: pf(bids.px[i]),
+            ratio: ratio(bids.sz[i], &bw),
+            dist: dist(bids.px[i]),
+        }));
+        self.bid_walls.update(now, mid2, px_of, &list, &self.flow, &mut self.detections);
         list.clear();
-        list.extend(aw.walls.iter().map(|&i| WallAt { key: asks.px[i] as i128 * key_mul, px: pf(asks.px[i]), ratio: ratio(asks.sz[i], &aw) }));
-        self.ask_walls.update(now, mid, &list, &self.flow, &mut self.detections);
+        list.extend(aw.walls.iter().map(|&i| WallAt {
+            key: asks.px[i] as i128 * key_mul,
+            px: pf(asks.px[i]),
+            ratio: ratio(asks.sz[i], &aw),
+            dist: dist(asks.px[i]),
+        }));
+        self.ask_walls.update(now, mid2, px_of, &list, &self.flow, &mut self.detections);
         self.wall_list = list;
         self.detections.retain(|d| d.ts > now - DETECTION_WINDOW_MS);
         let cnt = |w: &SideWalls| both.then_some(w.count as f64);

@@ -10,6 +10,6 @@ pub mod walls;
 pub mod window;
 
 pub use features::SymbolFeatures;
-pub use schema::{FeatureSpec, FEATURES, N_FEATURES, SCHEMA_VERSION};
+pub use schema::{FeatureSpec, CONVENTIONS, FEATURES, N_FEATURES, SCHEMA_VERSION};
 pub use trades::Trade;
 pub use walls::Detection;

@@ -2,15 +2,31 @@
 //! exact formula and when it is missing. The code, `docs/features.md` (generated from this table)
 //! and the from-scratch Python oracle used by the tests all follow it.
 //!
-//! Conventions used in the formulas:
-//! * `bb`, `ba`: best bid and ask price; `bs_k`, `as_k`: size of the k-th bid / ask level (k = 1 is
-//!   the best); `b_k`, `a_k`: price of the k-th level. Sums over "top N" use the levels that exist
-//!   when a side has fewer than N.
-//! * `mid = (bb + ba) / 2`; "bps" means `x / mid * 1e4` with the current mid.
-//! * Book features are computed after every applied book message; they are missing while either
-//!   side is empty. "update" means an applied book message of the symbol; "now" is the exchange
-//!   timestamp (ms) of the latest event of the symbol (book message or trade).
-//! * Trade windows hold the trades with `ts > now - W`; a trade is a buy when the taker bought.
+//! The conventions the formulas use are in [`CONVENTIONS`] (exported to Python and rendered into
+//! `docs/features.md`, so there is one copy).
+
+/// Conventions used in the formulas (Markdown bullets).
+pub const CONVENTIONS: &str = "\
+* `bb`, `ba`: best bid and best ask price; `bs_k`, `as_k`: size of the k-th bid / ask level (k = 1 \
+is the best); `b_k`, `a_k`: price of the k-th level. Sums over the \"top N\" use the levels that \
+exist when a side has fewer than N.
+* `mid = (bb + ba) / 2`; \"bps\" means `x / mid * 1e4` with the current mid. `mid`, `spread` and \
+every distance are computed exactly from the integer prices and rounded once, so equal mids are \
+equal floats. A distance is `|price - mid| / mid * 1e4`; \"within\" bounds are inclusive and \
+\"nearer\" is strict, both decided exactly.
+* Book features are computed after every applied book message; they are missing while either side \
+is empty (each feature's \"missing when\" is the exact rule). An \"update\" is an applied book \
+message of the symbol; \"now\" is the exchange timestamp (ms) of that message. Trades only feed \
+the trade flow; they do not recompute the vector.
+* A trade window of length W holds the symbol's trades with `ts > now - W` (trades stamped after \
+`now` count). A trade is a buy when the taker bought.
+* \"The last 100 updates\" is a window of 100 updates, whether or not each has a value. Medians of \
+an even count are the mean of the two middle values. Walls are judged per side, also while the \
+other side is empty.
+* Prices are in the symbol's quote currency (USDT for linear perpetuals), sizes (\"base qty\") in \
+its base currency, \"quote\" amounts in the quote currency. A window of `-` means the feature \
+describes the current state.
+";
 
 /// Version of the feature vector layout. Bump it whenever a name, position or definition changes,
 /// so models trained on one layout are never fed another.

@@ -104,12 +104,32 @@ pub fn find_walls(sizes: &[i64], scratch: &mut Vec<i64>, out: &mut SideWalls) {
     }
 }
 
-/// A wall as the tracker sees it: exact price key (18 decimals), price, size ratio.
+/// A wall as the tracker sees it: exact price key (18 decimals), price, size ratio, and its
+/// exact distance from mid as the integer pair `(|2 p - (bb + ba)|, bb + ba)` at the book's
+/// scale (distance in bps = d / m * 1e4; the ratio does not depend on the scale).
 #[derive(Debug, Clone, Copy)]
 pub struct WallAt {
     pub key: i128,
     pub px: f64,
     pub ratio: f64,
+    pub dist: Option<(i128, i128)>,
+}
+
+/// `d / m * 1e4 <= bps`, exactly.
+#[inline]
+fn within(dist: (i128, i128), bps: i128) -> bool {
+    dist.0 * 10_000 <= bps * dist.1
+}
+
+/// `a` strictly nearer than `b`, exactly.
+#[inline]
+fn nearer(a: (i128, i128), b: (i128, i128)) -> bool {
+    a.0 * b.1 < b.0 * a.1
+}
+
+#[inline]
+fn bps(dist: (i128, i128)) -> f64 {
+    dist.0 as f64 / dist.1 as f64 * 1e4
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -118,11 +138,12 @@ struct Tracked {
     px: f64,
     first_seen: i64,
     ratio_first: f64,
-    dist_first: Option<f64>,
+    dist_first: Option<(i128, i128)>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Vanished {
+    key: i128,
     px: f64,
     first_seen: i64,
     vanished: i64,
@@ -170,8 +191,17 @@ impl WallTracker {
         }
     }
 
-    /// Advance to this update with the side's walls now.
-    pub fn update(&mut self, now: i64, mid: Option<f64>, walls: &[WallAt], flow: &TradeFlow, out: &mut Vec<Detection>) {
+    /// Advance to this update with the side's walls now. `mid2` is `bb + ba` at the book's scale
+    /// and `px_of` gives a wall's price at that scale from its key (for distances at vanishing).
+    pub fn update(
+        &mut self,
+        now: i64,
+        mid2: Option<i128>,
+        px_of: impl Fn(i128) -> i128,
+        walls: &[WallAt],
+        flow: &TradeFlow,
+        out: &mut Vec<Detection>,
+    ) {
         let side = self.side;
         // Vanished: tracked walls that are not walls now.
         let mut vanished_now = false;
@@ -184,11 +214,16 @@ impl WallTracker {
             let t = self.live.swap_remove(i);
             let traded = flow.traded_at(t.key, t.first_seen, now);
             vanished_now = true;
-            if let (Some(m), Some(d0)) = (mid, t.dist_first) {
+            if let (Some(m2), Some(d0)) = (mid2, t.dist_first) {
                 // A distance, not a side: the price may have moved through the vanished wall.
-                let d1 = side.dist_bps(t.px, m).abs();
-                let score = t.ratio_first * (1.0 - d1 / SPOOF_NEAR_BPS);
-                if !traded && d0 <= SPOOF_NEAR_BPS && now - t.first_seen <= SPOOF_MAX_LIFE_MS && d1 < d0 && score > 0.0 {
+                let d1 = ((2 * px_of(t.key) - m2).abs(), m2);
+                let score = t.ratio_first * (1.0 - bps(d1) / SPOOF_NEAR_BPS);
+                if !traded
+                    && within(d0, SPOOF_NEAR_BPS as i128)
+                    && now - t.first_seen <= SPOOF_MAX_LIFE_MS
+                    && nearer(d1, d0)
+                    && score > 0.0
+                {
                     out.push(Detection {
                         kind: "spoofing",
                         side,
@@ -200,11 +235,12 @@ impl WallTracker {
             }
             if !traded {
                 self.recent.push(Vanished {
+                    key: t.key,
                     px: t.px,
                     first_seen: t.first_seen,
                     vanished: now,
                     ratio_first: t.ratio_first,
-                    near_for_layering: t.dist_first.is_some_and(|d| d <= LAYER_NEAR_BPS),
+                    near_for_layering: t.dist_first.is_some_and(|d| within(d, LAYER_NEAR_BPS as i128)),
                     used: false,
                 });
             }
@@ -221,33 +257,73 @@ impl WallTracker {
                     px: w.px,
                     first_seen: now,
                     ratio_first: w.ratio,
-                    dist_first: mid.map(|m| side.dist_bps(w.px, m).abs()),
+                    dist_first: w.dist,
                 });
             }
         }
     }
 
+    /// Walls are price levels: among unused candidates (vanished in the last 2 s, untraded, near
+    /// when first seen) only each price's latest episode counts. Sorted by (first seen, price),
+    /// the 2 s window of first-seen times holding the most of them (ties: the earliest) is a
+    /// detection when it holds 3 or more; its prices are used up and the search repeats.
     fn detect_layering(&mut self, now: i64, out: &mut Vec<Detection>) {
-        let cands: Vec<usize> =
-            (0..self.recent.len()).filter(|&i| !self.recent[i].used && self.recent[i].near_for_layering).collect();
-        let Some(first) = cands.iter().map(|&i| self.recent[i].first_seen).min() else {
-            return;
-        };
-        let group: Vec<usize> = cands.into_iter().filter(|&i| self.recent[i].first_seen <= first + LAYER_SPAN_MS).collect();
-        if group.len() < LAYER_MIN_WALLS {
-            return;
+        let _ = now;
+        loop {
+            let mut latest: Vec<usize> = Vec::new();
+            for (i, v) in self.recent.iter().enumerate() {
+                if v.used || !v.near_for_layering {
+                    continue;
+                }
+                match latest.iter_mut().find(|j| self.recent[**j].key == v.key) {
+                    Some(j) => {
+                        if v.vanished > self.recent[*j].vanished {
+                            *j = i;
+                        }
+                    }
+                    None => latest.push(i),
+                }
+            }
+            latest.sort_by(|&a, &b| {
+                let (x, y) = (&self.recent[a], &self.recent[b]);
+                x.first_seen.cmp(&y.first_seen).then(x.key.cmp(&y.key))
+            });
+            let (mut best_start, mut best_len) = (0, 0);
+            let mut end = 0;
+            for start in 0..latest.len() {
+                end = end.max(start);
+                while end + 1 < latest.len()
+                    && self.recent[latest[end + 1]].first_seen <= self.recent[latest[start]].first_seen + LAYER_SPAN_MS
+                {
+                    end += 1;
+                }
+                if end + 1 - start > best_len {
+                    best_len = end + 1 - start;
+                    best_start = start;
+                }
+            }
+            if best_len < LAYER_MIN_WALLS {
+                return;
+            }
+            let group: Vec<usize> = latest[best_start..best_start + best_len].to_vec();
+            let mut levels = Vec::with_capacity(group.len());
+            let mut ratio_sum = 0.0;
+            for &i in &group {
+                let v = self.recent[i];
+                ratio_sum += v.ratio_first;
+                levels.push((v.px, v.ratio_first, v.first_seen, v.vanished));
+            }
+            // Every candidate episode at the group's prices is used up.
+            let keys: Vec<i128> = group.iter().map(|&i| self.recent[i].key).collect();
+            for v in self.recent.iter_mut() {
+                if keys.contains(&v.key) {
+                    v.used = true;
+                }
+            }
+            levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let n = group.len() as f64;
+            out.push(Detection { kind: "layering", side: self.side, score: n * (ratio_sum / n), ts: now, levels });
         }
-        let mut levels = Vec::with_capacity(group.len());
-        let mut ratio_sum = 0.0;
-        for &i in &group {
-            let v = &mut self.recent[i];
-            v.used = true;
-            ratio_sum += v.ratio_first;
-            levels.push((v.px, v.ratio_first, v.first_seen, v.vanished));
-        }
-        levels.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let n = group.len() as f64;
-        out.push(Detection { kind: "layering", side: self.side, score: n * (ratio_sum / n), ts: now, levels });
     }
 }
 
@@ -255,8 +331,14 @@ impl WallTracker {
 mod tests {
     use super::*;
 
-    fn wall(px: f64, ratio: f64) -> WallAt {
-        WallAt { key: (px * 1e6).round() as i128, px, ratio }
+    /// Prices at 2 decimals; `mid2` = bb + ba at that scale.
+    fn wall(px: f64, ratio: f64, mid2: i128) -> WallAt {
+        let p = (px * 100.0).round() as i128;
+        WallAt { key: p, px, ratio, dist: Some(((2 * p - mid2).abs(), mid2)) }
+    }
+
+    fn px_of(key: i128) -> i128 {
+        key
     }
 
     #[test]
@@ -277,9 +359,9 @@ mod tests {
         let flow = TradeFlow::default();
         let mut tr = WallTracker::new(Side::Bid);
         let mut out = Vec::new();
-        tr.update(0, Some(100.0), &[wall(99.9, 8.0)], &flow, &mut out); // 10 bps away
-        tr.update(1_000, Some(99.95), &[wall(99.9, 8.0)], &flow, &mut out);
-        tr.update(2_000, Some(99.95), &[], &flow, &mut out); // vanished 5 bps away
+        tr.update(0, Some(20_000), px_of, &[wall(99.9, 8.0, 20_000)], &flow, &mut out); // 10 bps away
+        tr.update(1_000, Some(19_990), px_of, &[wall(99.9, 8.0, 19_990)], &flow, &mut out);
+        tr.update(2_000, Some(19_990), px_of, &[], &flow, &mut out); // vanished 5 bps away
         assert_eq!(out.len(), 1);
         let d = &out[0];
         assert_eq!(d.kind, "spoofing");
@@ -292,9 +374,9 @@ mod tests {
         let flow = TradeFlow::default();
         let mut tr = WallTracker::new(Side::Ask);
         let mut out = Vec::new();
-        let walls = [wall(100.1, 6.0), wall(100.2, 7.0), wall(100.3, 8.0)];
-        tr.update(0, Some(100.0), &walls, &flow, &mut out);
-        tr.update(500, Some(100.0), &[], &flow, &mut out);
+        let walls = [wall(100.1, 6.0, 20_000), wall(100.2, 7.0, 20_000), wall(100.3, 8.0, 20_000)];
+        tr.update(0, Some(20_000), px_of, &walls, &flow, &mut out);
+        tr.update(500, Some(20_000), px_of, &[], &flow, &mut out);
         let layer: Vec<_> = out.iter().filter(|d| d.kind == "layering").collect();
         assert_eq!(layer.len(), 1);
         assert!((layer[0].score - 21.0).abs() < 1e-9);

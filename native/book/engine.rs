@@ -211,16 +211,12 @@ impl BookEngine {
             return;
         };
         let book = &self.books[idx];
+        // The reference's mid as of its last applied update (a crossed or gapped reference
+        // book is not used).
         let reference = match &an.reference {
             None => None,
             Some(r) if *r == book.symbol => None,
-            Some(r) => Some(self.index.get(r.as_str()).and_then(|&ri| {
-                let rb = &self.books[ri];
-                match (rb.bids.best(), rb.asks.best()) {
-                    (Some(b), Some(a)) => Some((rb.px_f64(b) + rb.px_f64(a)) / 2.0),
-                    _ => None,
-                }
-            })),
+            Some(r) => Some(an.index.get(r.as_str()).and_then(|&ri| an.feats[ri].mid())),
         };
         let fi = an.slot(&book.symbol);
         an.feats[fi].on_book(book, book.last_ts.unwrap_or(0), reference);

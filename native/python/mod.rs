@@ -46,6 +46,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(name, o as u8)?;
     }
     m.add("FEATURE_SCHEMA_VERSION", crate::analytics::SCHEMA_VERSION)?;
+    m.add("FEATURE_CONVENTIONS", crate::analytics::CONVENTIONS)?;
     m.add_function(pyo3::wrap_pyfunction!(feature_schema, m)?)?;
     errors::register(m)?;
     m.add_class::<book::PyBookEngine>()?;

@@ -9,17 +9,32 @@ The layout is versioned (:data:`SCHEMA_VERSION`); names and definitions are in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pysrc._core import native
+# The schema comes from the compiled core, read on first use, so the pure-Python modules of this
+# package (the from-scratch oracle, the docs generator) import without it.
+_LAZY = frozenset({"SCHEMA_VERSION", "SCHEMA", "FEATURE_NAMES", "N_FEATURES"})
 
-SCHEMA_VERSION: int = native.FEATURE_SCHEMA_VERSION
-SCHEMA: tuple[dict[str, str], ...] = tuple(native.feature_schema())
-FEATURE_NAMES: tuple[str, ...] = tuple(f["name"] for f in SCHEMA)
-N_FEATURES: int = len(FEATURE_NAMES)
+
+@cache
+def _schema() -> tuple[int, tuple[dict[str, str], ...]]:
+    from pysrc._core import native
+
+    return int(native.FEATURE_SCHEMA_VERSION), tuple(native.feature_schema())
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    version, schema = _schema()
+    names = tuple(f["name"] for f in schema)
+    values = {"SCHEMA_VERSION": version, "SCHEMA": schema, "FEATURE_NAMES": names, "N_FEATURES": len(names)}
+    globals().update(values)
+    return values[name]
 
 
 @dataclass(slots=True)
@@ -32,9 +47,10 @@ class FeatureVector:
 
     def as_dict(self) -> dict[str, float | None]:
         """Name -> value, None where missing (for logs, JSON and people)."""
+        names: tuple[str, ...] = __getattr__("FEATURE_NAMES")
         return {
             name: (float(v) if m else None)
-            for name, v, m in zip(FEATURE_NAMES, self.values.tolist(), self.mask.tolist(), strict=True)
+            for name, v, m in zip(names, self.values.tolist(), self.mask.tolist(), strict=True)
         }
 
 
@@ -45,8 +61,9 @@ class FeatureReader:
         if not engine.features_enabled:
             raise ValueError("the engine was created without features=True")
         self._engine = engine
-        self._values = np.zeros(N_FEATURES, dtype=np.float64)
-        self._mask = np.zeros(N_FEATURES, dtype=np.uint8)
+        n: int = __getattr__("N_FEATURES")
+        self._values = np.zeros(n, dtype=np.float64)
+        self._mask = np.zeros(n, dtype=np.uint8)
         # Made once: a view per read would cost more than the native call itself.
         self._mask_bool = self._mask.view(bool)
 

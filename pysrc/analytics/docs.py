@@ -40,26 +40,13 @@ GROUP_TITLES: dict[str, str] = {
 
 _FIELDS = ("name", "group", "units", "window", "formula", "missing")
 
-# The conventions of the formulas: the meaning of the module comment at the top of
-# native/analytics/schema.rs (the core does not export its comments, so they are restated here;
-# keep the two in step when either changes).
-_CONVENTIONS = """\
-## Conventions used in the formulas
+# The conventions of the formulas come from the core itself (native/analytics/schema.rs), so the
+# page cannot drift from the code's own statement of them.
+def _conventions() -> str:
+    from pysrc._core import native
 
-* `bb`, `ba`: best bid and best ask price. `bs_k`, `as_k`: size of the k-th bid / ask level
-  (k = 1 is the best). `b_k`, `a_k`: price of the k-th bid / ask level. A sum over the "top N"
-  uses the levels that exist when a side has fewer than N.
-* `mid = (bb + ba) / 2`. "bps" means `x / mid * 1e4` with the current mid.
-* Book features are computed after every applied book message of the symbol; they are missing
-  while either side of the book is empty (each feature's "missing when" is the exact rule).
-* An "update" is an applied book message of the symbol. "now" is the exchange timestamp (ms) of
-  the symbol's latest event, book message or trade.
-* A trade window of length W holds the symbol's trades with `ts > now - W`. A trade is a buy when
-  the taker bought.
-* Prices are in the quote currency of the symbol (USDT for linear perpetuals), sizes ("base qty")
-  in its base currency, "quote" amounts in the quote currency.
-* A window of `-` means the feature describes the current state and has no window.
-"""
+    return "## Conventions used in the formulas\n\n" + str(native.FEATURE_CONVENTIONS)
+
 
 # How values and missing values reach Python: the contract of BookEngine.features_into in
 # pysrc/_native.pyi, restated for readers of this page.
@@ -172,7 +159,7 @@ def render_features_md(
             else ", ".join(map(str, positions))
         )
         out.append(f"| [{_cell(title)}](#{_anchor(title)}) (`{group}`) | {len(items)} | {where} |")
-    out.extend(["", _CONVENTIONS, _READING])
+    out.extend(["", _conventions(), _READING])
     for group, items in groups.items():
         out.append(f"## {_title(group)}")
         out.append("")

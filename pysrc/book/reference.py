@@ -551,6 +551,8 @@ _TOTAL_KEYS: Final = (
     "checksum_failures",
     "checksums_checked",
     "errors",
+    # Public trades consumed by analytics; this book-only reference never consumes any.
+    "trades",
 )
 # The totals that count call outcomes; stale/gaps/crossed/checksum counters are counted where the
 # event happens, so a Binance replay counts its stale updates "as usual".
