@@ -13,17 +13,35 @@ from pysrc.analytics import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION, FeatureRe
 from pysrc.book import ApplyOutcome, BookEngine, MalformedMessage, UnknownSymbol
 
 
-def book(symbol: str, ts: int, bids: list[list[str]], asks: list[list[str]], u: int = 1, kind: str = "snapshot") -> bytes:
+def book(
+    symbol: str,
+    ts: int,
+    bids: list[list[str]],
+    asks: list[list[str]],
+    u: int = 1,
+    kind: str = "snapshot",
+) -> bytes:
     return orjson.dumps(
-        {"topic": f"orderbook.50.{symbol}", "type": kind, "ts": ts,
-         "data": {"s": symbol, "b": bids, "a": asks, "u": u}}
+        {
+            "topic": f"orderbook.50.{symbol}",
+            "type": kind,
+            "ts": ts,
+            "data": {"s": symbol, "b": bids, "a": asks, "u": u},
+        }
     )
 
 
 def trades(symbol: str, *rows: tuple[int, str, str, str]) -> bytes:
     return orjson.dumps(
-        {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": rows[-1][0],
-         "data": [{"T": t, "s": symbol, "S": side, "v": v, "p": p, "i": "x", "BT": False} for t, side, v, p in rows]}
+        {
+            "topic": f"publicTrade.{symbol}",
+            "type": "snapshot",
+            "ts": rows[-1][0],
+            "data": [
+                {"T": t, "s": symbol, "S": side, "v": v, "p": p, "i": "x", "BT": False}
+                for t, side, v, p in rows
+            ],
+        }
     )
 
 
@@ -46,7 +64,9 @@ def test_trades_feed_the_flow_only_when_features_are_on() -> None:
     assert fv["volume_delta_10s"] == 1.5
     assert fv["buy_ratio_10s"] == pytest.approx(0.8)
     assert fv["mid"] == 100.0
-    assert fv["trade_vwap_dev_bps"] == pytest.approx(((2 * 100.0 + 0.5 * 100.5) / 2.5 - 100.0) / 100.0 * 1e4)
+    assert fv["trade_vwap_dev_bps"] == pytest.approx(
+        ((2 * 100.0 + 0.5 * 100.5) / 2.5 - 100.0) / 100.0 * 1e4
+    )
 
 
 def test_malformed_trades_are_refused() -> None:
@@ -85,7 +105,9 @@ def test_external_mid_and_reference_symbol() -> None:
     e.set_external_mid("BTCUSDT", 99.0)
     e.apply(book("BTCUSDT", 1_000, [["99", "1"]], [["101", "1"]]))
     r = FeatureReader(e)
-    assert r.read("BTCUSDT").as_dict()["basis_ext_bps"] == pytest.approx((100.0 - 99.0) / 99.0 * 1e4)
+    assert r.read("BTCUSDT").as_dict()["basis_ext_bps"] == pytest.approx(
+        (100.0 - 99.0) / 99.0 * 1e4
+    )
     e.set_external_mid("BTCUSDT", None)
     e.apply(book("BTCUSDT", 1_100, [["99", "2"]], [["101", "1"]], u=2, kind="delta"))
     assert r.read("BTCUSDT").as_dict()["basis_ext_bps"] is None
