@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use super::schema::{F, N_FEATURES};
 use super::trades::{Trade, TradeFlow};
 use super::walls::{find_walls, Detection, Side, SideWalls, WallAt, WallTracker, DETECTION_WINDOW_MS};
-use super::window::{mean_std, sq_dev4, sum4, Ring};
+use super::window::Ring;
 use crate::book::L2Book;
 use crate::decimal::POW10;
 
@@ -71,12 +71,169 @@ impl SlidingSum {
     }
 }
 
+/// Shifted power sums of a window's values: sums of `(x - k)`, `(x - k)^2`, `(x - k)^3`. The
+/// shift `k` is the window mean at the last exact recompute, so a (nearly) constant window has
+/// (nearly) zero sums and no cancellation; the sums are recomputed from the window every
+/// `UPDATE_WINDOW` updates, which bounds the rounding a long run could accumulate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: usize,
+    k: f64,
+    s1: f64,
+    s2: f64,
+    s3: f64,
+}
+
+impl Moments {
+    #[inline]
+    fn add(&mut self, x: f64) {
+        if self.n == 0 {
+            // Anchor the shift on the first value: a constant window then sums exact zeros.
+            *self = Moments { k: x, ..Moments::default() };
+        }
+        let d = x - self.k;
+        self.n += 1;
+        self.s1 += d;
+        self.s2 += d * d;
+        self.s3 += d * d * d;
+    }
+
+    #[inline]
+    fn remove(&mut self, x: f64) {
+        let d = x - self.k;
+        self.n -= 1;
+        self.s1 -= d;
+        self.s2 -= d * d;
+        self.s3 -= d * d * d;
+        if self.n == 0 {
+            self.s1 = 0.0;
+            self.s2 = 0.0;
+            self.s3 = 0.0;
+        }
+    }
+
+    fn rebuild(&mut self, xs: impl Iterator<Item = f64> + Clone) {
+        let (n, sum) = xs.clone().fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+        *self = Moments { k: if n > 0 { sum / n as f64 } else { 0.0 }, ..Moments::default() };
+        for x in xs {
+            self.add(x);
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.k + self.s1 / self.n as f64)
+    }
+
+    /// Population variance, never negative.
+    fn var(&self) -> Option<f64> {
+        if self.n == 0 {
+            return None;
+        }
+        let n = self.n as f64;
+        let m1 = self.s1 / n;
+        Some((self.s2 / n - m1 * m1).max(0.0))
+    }
+
+    fn std(&self) -> Option<f64> {
+        if self.n < 2 {
+            None
+        } else {
+            self.var().map(f64::sqrt)
+        }
+    }
+
+    fn skew(&self) -> Option<f64> {
+        if self.n < 3 {
+            return None;
+        }
+        let n = self.n as f64;
+        let (m1, m2, m3) = (self.s1 / n, self.s2 / n, self.s3 / n);
+        let var = m2 - m1 * m1;
+        if var <= 0.0 {
+            return None;
+        }
+        let central3 = m3 - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1;
+        Some(central3 / var.powf(1.5))
+    }
+}
+
+/// Shifted co-moments of paired values, for the correlation.
+#[derive(Debug, Clone, Copy, Default)]
+struct CoMoments {
+    n: usize,
+    kx: f64,
+    ky: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    syy: f64,
+    sxy: f64,
+}
+
+impl CoMoments {
+    #[inline]
+    fn add(&mut self, x: f64, y: f64, sign: f64) {
+        if sign > 0.0 && self.n == 0 {
+            *self = CoMoments { kx: x, ky: y, ..CoMoments::default() };
+        }
+        let (dx, dy) = (x - self.kx, y - self.ky);
+        self.sx += sign * dx;
+        self.sy += sign * dy;
+        self.sxx += sign * dx * dx;
+        self.syy += sign * dy * dy;
+        self.sxy += sign * dx * dy;
+        if sign > 0.0 {
+            self.n += 1;
+        } else {
+            self.n -= 1;
+            if self.n == 0 {
+                *self = CoMoments { kx: self.kx, ky: self.ky, ..CoMoments::default() };
+            }
+        }
+    }
+
+    fn rebuild(&mut self, pairs: impl Iterator<Item = (f64, f64)> + Clone) {
+        let (n, sx, sy) = pairs.clone().fold((0usize, 0.0, 0.0), |(n, a, b), (x, y)| (n + 1, a + x, b + y));
+        let (kx, ky) = if n > 0 { (sx / n as f64, sy / n as f64) } else { (0.0, 0.0) };
+        *self = CoMoments { kx, ky, ..CoMoments::default() };
+        for (x, y) in pairs {
+            self.add(x, y, 1.0);
+        }
+    }
+
+    fn corr(&self) -> Option<f64> {
+        if self.n < 3 {
+            return None;
+        }
+        let n = self.n as f64;
+        let (mx, my) = (self.sx / n, self.sy / n);
+        let vx = self.sxx / n - mx * mx;
+        let vy = self.syy / n - my * my;
+        if vx <= 0.0 || vy <= 0.0 {
+            return None;
+        }
+        Some((self.sxy / n - mx * my) / (vx * vy).sqrt())
+    }
+}
+
 /// The last 100 updates as columns (NaN = missing), oldest first once full: tight, predictable
 /// loops for the window statistics.
 #[derive(Debug, Clone)]
 struct Columns {
     len: usize,
     head: usize,
+    /// Pushes since the last exact recompute of the running statistics.
+    since_rebuild: usize,
+    ofi_sum: f64,
+    m_depth: Moments,
+    m_imb: Moments,
+    m_spread: Moments,
+    m_ret: Moments,
+    m_pair: CoMoments,
+    /// The window's returns in order, and the sums of 10 consecutive ones with their moments.
+    rets: VecDeque<f64>,
+    sums10: VecDeque<f64>,
+    sum10: Moments,
     ofi: [f64; UPDATE_WINDOW],
     depth1: [f64; UPDATE_WINDOW],
     ret: [f64; UPDATE_WINDOW],
@@ -89,12 +246,104 @@ struct Columns {
 impl Columns {
     fn new() -> Self {
         let nan = [f64::NAN; UPDATE_WINDOW];
-        Columns { len: 0, head: 0, ofi: nan, depth1: nan, ret: nan, imb5: nan, spread: nan, px: nan, py: nan }
+        Columns {
+            len: 0,
+            head: 0,
+            since_rebuild: 0,
+            ofi_sum: 0.0,
+            m_depth: Moments::default(),
+            m_imb: Moments::default(),
+            m_spread: Moments::default(),
+            m_ret: Moments::default(),
+            m_pair: CoMoments::default(),
+            rets: VecDeque::with_capacity(UPDATE_WINDOW),
+            sums10: VecDeque::with_capacity(UPDATE_WINDOW),
+            sum10: Moments::default(),
+            ofi: nan,
+            depth1: nan,
+            ret: nan,
+            imb5: nan,
+            spread: nan,
+            px: nan,
+            py: nan,
+        }
+    }
+
+    /// Take the value in slot `i` out of the running statistics (it is leaving the window).
+    fn retire(&mut self, i: usize) {
+        self.ofi_sum -= self.ofi[i];
+        if !self.depth1[i].is_nan() {
+            self.m_depth.remove(self.depth1[i]);
+        }
+        if !self.imb5[i].is_nan() {
+            self.m_imb.remove(self.imb5[i]);
+        }
+        if !self.spread[i].is_nan() {
+            self.m_spread.remove(self.spread[i]);
+        }
+        if !self.px[i].is_nan() {
+            self.m_pair.add(self.px[i], self.py[i], -1.0);
+        }
+        if !self.ret[i].is_nan() {
+            // The oldest return leaves: so does the oldest sum of 10 that starts with it.
+            self.m_ret.remove(self.ret[i]);
+            if self.rets.len() >= 10 {
+                let s = self.sums10.pop_front().expect("a sum per 10 returns");
+                self.sum10.remove(s);
+            }
+            self.rets.pop_front();
+        }
+    }
+
+    /// Recompute every running statistic exactly from the window.
+    fn rebuild(&mut self) {
+        let order: Vec<usize> = self.order().collect();
+        self.ofi_sum = order.iter().map(|&i| self.ofi[i]).sum();
+        let col = |c: &[f64; UPDATE_WINDOW]| {
+            let v: Vec<f64> = order.iter().map(|&i| c[i]).filter(|x| !x.is_nan()).collect();
+            v
+        };
+        let (d, m, sp, r) = (col(&self.depth1), col(&self.imb5), col(&self.spread), col(&self.ret));
+        self.m_depth.rebuild(d.iter().copied());
+        self.m_imb.rebuild(m.iter().copied());
+        self.m_spread.rebuild(sp.iter().copied());
+        self.m_ret.rebuild(r.iter().copied());
+        let pairs: Vec<(f64, f64)> = order.iter().filter(|&&i| !self.px[i].is_nan()).map(|&i| (self.px[i], self.py[i])).collect();
+        self.m_pair.rebuild(pairs.iter().copied());
+        self.rets = r.iter().copied().collect();
+        self.sums10 = r.windows(10).map(|w| w.iter().sum()).collect();
+        self.sum10.rebuild(self.sums10.iter().copied());
+        self.since_rebuild = 0;
     }
 
     #[allow(clippy::too_many_arguments)]
     fn push(&mut self, ofi: f64, depth1: f64, ret: f64, imb5: f64, spread: f64, pair: Option<(f64, f64)>) {
         let i = self.head;
+        if self.len == UPDATE_WINDOW {
+            self.retire(i);
+        }
+        self.ofi_sum += ofi;
+        if !depth1.is_nan() {
+            self.m_depth.add(depth1);
+        }
+        if !imb5.is_nan() {
+            self.m_imb.add(imb5);
+        }
+        if !spread.is_nan() {
+            self.m_spread.add(spread);
+        }
+        if let Some((x, y)) = pair {
+            self.m_pair.add(x, y, 1.0);
+        }
+        if !ret.is_nan() {
+            self.m_ret.add(ret);
+            self.rets.push_back(ret);
+            if self.rets.len() >= 10 {
+                let s: f64 = self.rets.iter().rev().take(10).sum();
+                self.sums10.push_back(s);
+                self.sum10.add(s);
+            }
+        }
         self.ofi[i] = ofi;
         self.depth1[i] = depth1;
         self.ret[i] = ret;
@@ -105,6 +354,10 @@ impl Columns {
         self.py[i] = y;
         self.head = (self.head + 1) % UPDATE_WINDOW;
         self.len = (self.len + 1).min(UPDATE_WINDOW);
+        self.since_rebuild += 1;
+        if self.since_rebuild >= UPDATE_WINDOW {
+            self.rebuild();
+        }
     }
 
     /// Slot indices oldest to newest, as two plain ranges (no division per element).
@@ -163,9 +416,6 @@ pub struct SymbolFeatures {
     bids: Top,
     asks: Top,
     scratch: Vec<i64>,
-    rets: Vec<f64>,
-    vals: Vec<f64>,
-    prefix: Vec<f64>,
     bw: SideWalls,
     aw: SideWalls,
     wall_list: Vec<WallAt>,
@@ -198,9 +448,6 @@ impl Default for SymbolFeatures {
             bids: Top::default(),
             asks: Top::default(),
             scratch: Vec::with_capacity(TOP),
-            rets: Vec::with_capacity(UPDATE_WINDOW),
-            vals: Vec::with_capacity(UPDATE_WINDOW),
-            prefix: Vec::with_capacity(UPDATE_WINDOW + 1),
             bw: SideWalls::default(),
             aw: SideWalls::default(),
             wall_list: Vec::with_capacity(TOP),
@@ -415,18 +662,29 @@ impl SymbolFeatures {
         // ---- 100-update windows ---------------------------------------------------------
         let depth1 = if both { sf(bids.sz[0] as i128) + sf(asks.sz[0] as i128) } else { f64::NAN };
         self.cols.push(ofi.unwrap_or(0.0), depth1, opt(ret), opt(imb5), opt(spread_bps), pair);
-        let w = window_stats(&self.cols, &mut self.rets);
-        self.set(F::OfiSum100, both.then_some(w.ofi_sum));
-        self.set(F::OfiNorm100, if both { w.depth_mean.map(|d| w.ofi_sum / d) } else { None });
-        self.set(F::MidRetMean100, w.ret_mean);
-        self.set(F::MidRetStd100, w.ret_std);
-        self.set(F::MidRetSkew100, w.ret_skew);
-        let vr = variance_ratio(&self.rets, w.ret_std, &mut self.prefix, &mut self.vals);
+        let c = &self.cols;
+        let ofi_sum = c.ofi_sum;
+        let depth_mean = c.m_depth.mean();
+        let (rm, rs, rk) = (c.m_ret.mean(), c.m_ret.std(), c.m_ret.skew());
+        let vr = if c.rets.len() >= 20 {
+            match (c.m_ret.var(), c.sum10.var()) {
+                (Some(v1), Some(v10)) if v1 > 0.0 => Some(v10 / (10.0 * v1)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let (im, is, sm, corr) = (c.m_imb.mean(), c.m_imb.std(), c.m_spread.mean(), c.m_pair.corr());
+        self.set(F::OfiSum100, both.then_some(ofi_sum));
+        self.set(F::OfiNorm100, if both { depth_mean.map(|d| ofi_sum / d) } else { None });
+        self.set(F::MidRetMean100, rm);
+        self.set(F::MidRetStd100, rs);
+        self.set(F::MidRetSkew100, rk);
         self.set(F::VarianceRatio10, vr);
-        self.set(F::Imbalance5Mean100, w.imb_mean);
-        self.set(F::Imbalance5Std100, w.imb_std);
-        self.set(F::SpreadBpsMean100, w.spread_mean);
-        self.set(F::CorrRef100, if reference.is_some() { w.corr } else { None });
+        self.set(F::Imbalance5Mean100, im);
+        self.set(F::Imbalance5Std100, is);
+        self.set(F::SpreadBpsMean100, sm);
+        self.set(F::CorrRef100, if reference.is_some() { corr } else { None });
         self.set(F::BasisExtBps, match (mid, self.ext_mid) {
             (Some(m), Some(e)) if e > 0.0 => Some((m - e) / e * 1e4),
             _ => None,
@@ -620,130 +878,6 @@ impl SymbolFeatures {
     pub fn detections(&self) -> &[Detection] {
         &self.detections
     }
-}
-
-/// Statistics of the 100-update window.
-#[derive(Debug, Default)]
-struct WindowStats {
-    ofi_sum: f64,
-    depth_mean: Option<f64>,
-    ret_mean: Option<f64>,
-    ret_std: Option<f64>,
-    ret_skew: Option<f64>,
-    imb_mean: Option<f64>,
-    imb_std: Option<f64>,
-    spread_mean: Option<f64>,
-    corr: Option<f64>,
-}
-
-/// All window statistics in two passes over the columns (sums, then deviations from the means):
-/// the same two-pass formulas as a from-scratch computation, oldest to newest. The returns are
-/// left in `rets` for the variance ratio.
-fn window_stats(c: &Columns, rets: &mut Vec<f64>) -> WindowStats {
-    let mut w = WindowStats::default();
-    let (mut nd, mut sd) = (0usize, 0.0);
-    let (mut ni, mut si) = (0usize, 0.0);
-    let (mut ns, mut ss) = (0usize, 0.0);
-    let (mut np, mut sx, mut sy) = (0usize, 0.0, 0.0);
-    rets.clear();
-    for i in c.order() {
-        w.ofi_sum += c.ofi[i];
-        let d = c.depth1[i];
-        if !d.is_nan() {
-            nd += 1;
-            sd += d;
-        }
-        let r = c.ret[i];
-        if !r.is_nan() {
-            rets.push(r);
-        }
-        let m = c.imb5[i];
-        if !m.is_nan() {
-            ni += 1;
-            si += m;
-        }
-        let s = c.spread[i];
-        if !s.is_nan() {
-            ns += 1;
-            ss += s;
-        }
-        let (x, y) = (c.px[i], c.py[i]);
-        if !x.is_nan() {
-            np += 1;
-            sx += x;
-            sy += y;
-        }
-    }
-    let mean = |s: f64, n: usize| if n > 0 { Some(s / n as f64) } else { None };
-    w.depth_mean = mean(sd, nd);
-    w.spread_mean = mean(ss, ns);
-    w.imb_mean = mean(si, ni);
-    let nr = rets.len();
-    w.ret_mean = mean(sum4(rets), nr);
-    let (rm, im) = (w.ret_mean.unwrap_or(0.0), w.imb_mean.unwrap_or(0.0));
-    let (mx, my) = (if np > 0 { sx / np as f64 } else { 0.0 }, if np > 0 { sy / np as f64 } else { 0.0 });
-    let r2 = sq_dev4(rets, rm);
-    let mut r3 = [0.0f64; 4];
-    for (k, &x) in rets.iter().enumerate() {
-        let d = x - rm;
-        r3[k & 3] += d * d * d;
-    }
-    let r3 = (r3[0] + r3[1]) + (r3[2] + r3[3]);
-    let (mut i2, mut pxy, mut pxx, mut pyy) = (0.0, 0.0, 0.0, 0.0);
-    if ni >= 2 || np >= 3 {
-        for i in c.order() {
-            let m = c.imb5[i];
-            if !m.is_nan() {
-                i2 += (m - im) * (m - im);
-            }
-            let (x, y) = (c.px[i], c.py[i]);
-            if !x.is_nan() {
-                pxy += (x - mx) * (y - my);
-                pxx += (x - mx) * (x - mx);
-                pyy += (y - my) * (y - my);
-            }
-        }
-    }
-    if nr >= 2 {
-        w.ret_std = Some((r2 / nr as f64).sqrt());
-    }
-    if nr >= 3 && r2 > 0.0 {
-        let v = r2 / nr as f64;
-        w.ret_skew = Some((r3 / nr as f64) / v.powf(1.5));
-    }
-    if ni >= 2 {
-        w.imb_std = Some((i2 / ni as f64).sqrt());
-    }
-    if np >= 3 && pxx > 0.0 && pyy > 0.0 {
-        w.corr = Some(pxy / (pxx * pyy).sqrt());
-    }
-    w
-}
-
-/// var(10-sums) / (10 var(r)) over the n - 9 overlapping sums of 10 consecutive returns;
-/// `std1` is the returns' population standard deviation, already known.
-fn variance_ratio(r: &[f64], std1: Option<f64>, prefix: &mut Vec<f64>, sums: &mut Vec<f64>) -> Option<f64> {
-    if r.len() < 20 {
-        return None;
-    }
-    let v1 = std1? * std1?;
-    if v1 <= 0.0 {
-        return None;
-    }
-    // 10-sums from prefix sums: O(n) instead of O(10 n); they differ from direct sums only in
-    // the last bits.
-    prefix.clear();
-    prefix.push(0.0);
-    let mut acc = 0.0;
-    for &x in r {
-        acc += x;
-        prefix.push(acc);
-    }
-    sums.clear();
-    sums.extend((0..=r.len() - 10).map(|i| prefix[i + 10] - prefix[i]));
-    let (_, s10) = mean_std(sums);
-    let v10 = s10? * s10?;
-    Some(v10 / (10.0 * v1))
 }
 
 #[cfg(test)]
