@@ -526,6 +526,8 @@ impl SymbolFeatures {
 
     pub fn on_trade(&mut self, t: Trade) {
         self.flow.on_trade(t);
+        self.bid_walls.on_trade(t.px, t.ts);
+        self.ask_walls.on_trade(t.px, t.ts);
     }
 
     /// Current mid, if both sides were present at the last update.

@@ -246,9 +246,10 @@ impl TradeFlow {
         v
     }
 
-    /// Was there a trade at exactly price `key` (18 decimals) with ts in `[from, to]`?
-    pub fn traded_at(&self, key: i128, from: i64, to: i64) -> bool {
-        self.trades.iter().rev().take_while(|t| t.ts >= from - PROFILE_WINDOW_MS).any(|t| t.ts >= from && t.ts <= to && t.px == key)
+    /// Earliest time of a held trade at exactly price `key` (18 decimals) stamped at or after
+    /// `from`. Trades arrive in time order, so the scan stops at the first older one.
+    pub fn first_trade_since(&self, key: i128, from: i64) -> Option<i64> {
+        self.trades.iter().rev().take_while(|t| t.ts >= from).filter(|t| t.px == key).map(|t| t.ts).min()
     }
 }
 
@@ -293,7 +294,8 @@ mod tests {
         let v = fl.view(100);
         assert_eq!(fl.buckets.len(), 10);
         assert!((v.vpin.unwrap() - 0.2).abs() < 1e-12);
-        assert!(fl.traded_at(10 * 10i128.pow(18), 0, 100));
-        assert!(!fl.traded_at(11 * 10i128.pow(18), 0, 100));
+        assert_eq!(fl.first_trade_since(10 * 10i128.pow(18), 0), Some(0));
+        assert_eq!(fl.first_trade_since(10 * 10i128.pow(18), 49), Some(49));
+        assert_eq!(fl.first_trade_since(11 * 10i128.pow(18), 0), None);
     }
 }

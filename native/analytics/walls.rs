@@ -139,6 +139,9 @@ struct Tracked {
     first_seen: i64,
     ratio_first: f64,
     dist_first: Option<(i128, i128)>,
+    /// Earliest trade time at this price at or after `first_seen` (recorded as trades arrive, so
+    /// the check does not depend on how long the trade flow keeps trades).
+    first_trade: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +180,15 @@ impl WallTracker {
         WallTracker { side, live: Vec::new(), recent: Vec::new() }
     }
 
+    /// A trade at price `key`: remember it on the live wall at that price.
+    pub fn on_trade(&mut self, key: i128, ts: i64) {
+        for t in self.live.iter_mut() {
+            if t.key == key && ts >= t.first_seen && ts < t.first_trade {
+                t.first_trade = ts;
+            }
+        }
+    }
+
     /// First-seen ts of the wall at price `key` if it is a wall now.
     pub fn first_seen(&self, key: i128) -> Option<i64> {
         self.live.iter().find(|t| t.key == key).map(|t| t.first_seen)
@@ -212,7 +224,7 @@ impl WallTracker {
                 continue;
             }
             let t = self.live.swap_remove(i);
-            let traded = flow.traded_at(t.key, t.first_seen, now);
+            let traded = t.first_trade <= now;
             vanished_now = true;
             if let (Some(m2), Some(d0)) = (mid2, t.dist_first) {
                 // A distance, not a side: the price may have moved through the vanished wall.
@@ -258,6 +270,8 @@ impl WallTracker {
                     first_seen: now,
                     ratio_first: w.ratio,
                     dist_first: w.dist,
+                    // Trades already received but stamped at or after this update count too.
+                    first_trade: flow.first_trade_since(w.key, now).unwrap_or(i64::MAX),
                 });
             }
         }
