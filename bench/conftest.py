@@ -224,8 +224,45 @@ def _loadavg() -> list[float]:
         return []
 
 
-class Results:
+class _Recorder:
+    """Per-operation medians and minima of timed benchmarks, with the ratio to a baseline
+    implementation put in each benchmark's extra_info."""
+
+    BASELINE = ""
+    RATIO_KEY = ""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, dict[str, float]]] = {}
+        self.group_notes: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.load_start = _loadavg()
+
+    def record(self, group: str, impl: str, benchmark: Any, per_round_ops: int = 1) -> None:
+        """Store the benchmark's per-operation median/min and put the ratio to the baseline in
+        its extra_info."""
+        meta = getattr(benchmark, "stats", None)
+        if meta is None:  # --benchmark-disable: nothing was timed
+            return
+        st = meta.stats
+        row = {
+            "median_ns": st.median / per_round_ops * 1e9,
+            "min_ns": st.min / per_round_ops * 1e9,
+            "rounds": float(st.rounds),
+        }
+        self.groups.setdefault(group, {})[impl] = row
+        benchmark.extra_info["per_op_median_ns"] = round(row["median_ns"], 1)
+        benchmark.extra_info["per_op_min_ns"] = round(row["min_ns"], 1)
+        base = self.groups[group].get(self.BASELINE)
+        if base and impl != self.BASELINE:
+            benchmark.extra_info[f"{self.RATIO_KEY}_median"] = round(row["median_ns"] / base["median_ns"], 2)
+            benchmark.extra_info[f"{self.RATIO_KEY}_min"] = round(row["min_ns"] / base["min_ns"], 2)
+
+
+class Results(_Recorder):
     """Per-operation medians by group and implementation, plus single-call percentiles."""
+
+    BASELINE = "native"
+    RATIO_KEY = "native_speedup"
 
     # Group names (the test module reads them from here: with importlib import mode it cannot
     # import this conftest as a module without getting a second copy of RESULTS).
@@ -239,32 +276,8 @@ class Results:
     PCT_TOB = "top-of-book read"
 
     def __init__(self) -> None:
-        self.groups: dict[str, dict[str, dict[str, float]]] = {}
-        self.group_notes: dict[str, str] = {}
+        super().__init__()
         self.percentiles: dict[str, dict[str, dict[str, float]]] = {}
-        self.notes: list[str] = []
-        self.load_start = _loadavg()
-
-    def record(self, group: str, impl: str, benchmark: Any, per_round_ops: int = 1) -> None:
-        """Store the benchmark's per-operation median/min and put ratios in its extra_info."""
-        meta = getattr(benchmark, "stats", None)
-        if meta is None:  # --benchmark-disable: nothing was timed
-            return
-        st = meta.stats
-        row = {
-            "median_ns": st.median / per_round_ops * 1e9,
-            "min_ns": st.min / per_round_ops * 1e9,
-            "rounds": float(st.rounds),
-        }
-        self.groups.setdefault(group, {})[impl] = row
-        benchmark.extra_info["per_op_median_ns"] = round(row["median_ns"], 1)
-        benchmark.extra_info["per_op_min_ns"] = round(row["min_ns"], 1)
-        native = self.groups[group].get("native")
-        if native and impl != "native":
-            benchmark.extra_info["native_speedup_median"] = round(
-                row["median_ns"] / native["median_ns"], 2
-            )
-            benchmark.extra_info["native_speedup_min"] = round(row["min_ns"] / native["min_ns"], 2)
 
 
 RESULTS = Results()
@@ -408,7 +421,7 @@ def _cpu_model() -> str:
 # ---- the feature-vector benchmarks (bench/test_features_bench.py) -----------------------------
 
 
-class FeatureResults:
+class FeatureResults(_Recorder):
     """Per-message medians of the feature-vector variants, ratios against the bare engine, and
     single-call percentiles. Kept apart from :class:`Results` because its baseline is the bare
     native engine, not the book baselines above."""
@@ -425,32 +438,12 @@ class FeatureResults:
         "numpy": "(d) (a) + numpy recompute from levels(sym, 50) per book msg",
     }
 
-    def __init__(self) -> None:
-        self.groups: dict[str, dict[str, dict[str, float]]] = {}
-        self.group_notes: dict[str, str] = {}
-        self.percentiles: dict[str, dict[str, float]] = {}
-        self.notes: list[str] = []
-        self.load_start = _loadavg()
+    BASELINE = "bare"
+    RATIO_KEY = "vs_bare"
 
-    def record(self, group: str, impl: str, benchmark: Any, per_round_ops: int) -> None:
-        """Store the per-operation median/min and put the ratio to the bare engine in the
-        benchmark's extra_info."""
-        meta = getattr(benchmark, "stats", None)
-        if meta is None:  # --benchmark-disable: nothing was timed
-            return
-        st = meta.stats
-        row = {
-            "median_ns": st.median / per_round_ops * 1e9,
-            "min_ns": st.min / per_round_ops * 1e9,
-            "rounds": float(st.rounds),
-        }
-        self.groups.setdefault(group, {})[impl] = row
-        benchmark.extra_info["per_op_median_ns"] = round(row["median_ns"], 1)
-        benchmark.extra_info["per_op_min_ns"] = round(row["min_ns"], 1)
-        bare = self.groups[group].get("bare")
-        if bare and impl != "bare":
-            benchmark.extra_info["vs_bare_median"] = round(row["median_ns"] / bare["median_ns"], 2)
-            benchmark.extra_info["vs_bare_min"] = round(row["min_ns"] / bare["min_ns"], 2)
+    def __init__(self) -> None:
+        super().__init__()
+        self.percentiles: dict[str, dict[str, float]] = {}
 
     def ratio(self, group: str, num: str, den: str, key: str = "median_ns") -> float | None:
         rows = self.groups.get(group, {})
