@@ -51,7 +51,7 @@ impl Bucket {
 }
 
 fn to_micro(v: f64, what: &str) -> Result<u64, BucketError> {
-    if !v.is_finite() || v < 0.0 || v > 1e12 {
+    if !v.is_finite() || !(0.0..=1e12).contains(&v) {
         return Err(BucketError::Invalid(format!("{what} must be a finite number in [0, 1e12], got {v}")));
     }
     Ok((v * MICRO as f64).round() as u64)

@@ -31,16 +31,6 @@ impl From<serde_json::Error> for BookError {
     }
 }
 
-impl BookError {
-    /// True for errors caused by the message itself (to be counted and dead-lettered).
-    pub fn is_malformed(&self) -> bool {
-        matches!(
-            self,
-            BookError::Malformed(_) | BookError::Number(_) | BookError::Range(_) | BookError::UnknownTopic(_)
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BucketError {
     #[error("no bucket named {0:?}")]

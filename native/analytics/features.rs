@@ -734,7 +734,7 @@ impl SymbolFeatures {
                 self.ttl.push((now - born) as f64 / 1000.0);
             }
         }
-        self.set(F::LevelTtlMeanS, if self.ttl.len() == 0 { None } else { Some(self.ttl.iter().sum::<f64>() / self.ttl.len() as f64) });
+        self.set(F::LevelTtlMeanS, if self.ttl.is_empty() { None } else { Some(self.ttl.iter().sum::<f64>() / self.ttl.len() as f64) });
         self.set(F::BestBidAgeS, book.bids.best().map(|l| (now - l.born) as f64 / 1000.0));
         self.set(F::BestAskAgeS, book.asks.best().map(|l| (now - l.born) as f64 / 1000.0));
 
@@ -903,7 +903,7 @@ mod tests {
         assert_eq!(v(F::BidNotional10), 99.0 * 2.0 + 98.0 * 3.0);
         assert!(!f.present[F::ImpactBuyBps as usize], "asks hold only 509 quote");
         assert!(!f.present[F::Ofi as usize]);
-        assert_eq!(f.present[F::SpoofScore60s as usize], true);
+        assert!(f.present[F::SpoofScore60s as usize]);
     }
 }
 

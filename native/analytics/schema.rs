@@ -150,7 +150,7 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), N_FEATURES);
-        assert!(N_FEATURES >= 50);
+        const { assert!(N_FEATURES >= 50) };
         assert_eq!(FEATURES[F::Imbalance5 as usize].name, "imbalance_5");
         assert_eq!(FEATURES[F::BasisExtBps as usize].name, "basis_ext_bps");
     }

@@ -239,7 +239,7 @@ impl TradeFlow {
             v.buy_ratio_10s = Some(f(buy) / f(vol));
             v.vwap_10s = Some(pv / f(vol));
         }
-        if self.buckets.len() > 0 {
+        if !self.buckets.is_empty() {
             let n = self.buckets.len() as f64;
             v.vpin = Some(self.buckets.iter().sum::<f64>() / n);
         }

@@ -317,7 +317,7 @@ impl BookEngine {
             start = end + 1;
             Some(line)
         });
-        while let Some(line) = lines.next() {
+        for line in lines.by_ref() {
             rep.lines += 1;
             if line.iter().all(|c| c.is_ascii_whitespace()) {
                 rep.skipped += 1;

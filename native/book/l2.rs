@@ -14,6 +14,9 @@ pub struct WireLevel {
     pub sz: Dec,
 }
 
+/// `(price, size)` pairs as exact decimal strings, best first.
+pub type StringLevels = Vec<(String, String)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BookState {
     AwaitingSnapshot,
@@ -248,8 +251,8 @@ impl L2Book {
     }
 
     /// Top `n` levels per side (0 = all) as exact strings, best first.
-    pub fn levels_strings(&self, n: usize) -> (Vec<(String, String)>, Vec<(String, String)>) {
-        let take = |lad: &Ladder| -> Vec<(String, String)> {
+    pub fn levels_strings(&self, n: usize) -> (StringLevels, StringLevels) {
+        let take = |lad: &Ladder| -> StringLevels {
             let n = if n == 0 { lad.len() } else { n.min(lad.len()) };
             lad.iter_best().take(n).map(|l| (self.px_string(l), self.sz_string(l))).collect()
         };

@@ -128,10 +128,6 @@ impl Ladder {
         self.levels.iter().rev()
     }
 
-    pub fn get(&self, px: i64) -> Option<&Level> {
-        self.find(px).ok().map(|i| &self.levels[i])
-    }
-
     /// Largest |price| and size held, used to check that a rescale cannot overflow.
     pub fn max_px_sz(&self) -> (i64, i64) {
         let max_px = match (self.levels.front(), self.levels.back()) {

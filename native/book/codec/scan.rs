@@ -166,7 +166,7 @@ impl<'a> Cursor<'a> {
             if v == 0 || v > i64::MAX as u64 + 1 {
                 return None;
             }
-            Some((v as i128 * -1) as i64)
+            Some((-(v as i128)) as i64)
         } else {
             i64::try_from(self.u64()?).ok()
         }
