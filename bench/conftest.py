@@ -28,7 +28,7 @@ import datetime as _dt
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -296,29 +296,42 @@ def _fmt_ns(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
-def _summary_lines() -> list[str]:
-    r = RESULTS
+def _group_tables(
+    r: _Recorder,
+    order: Sequence[str],
+    labels: dict[str, str],
+    first: tuple[str, int],
+    ratio_col: tuple[str, int],
+    digits: int,
+) -> list[str]:
+    """One table per group: median and minimum per operation, and both as ratios to the
+    recorder's baseline (of minima too: the least disturbed rounds are steadier than medians when
+    a neighbour loads the shared machine)."""
+    (head, width), (rhead, rwidth) = first, ratio_col
     lines: list[str] = []
     for group, rows in r.groups.items():
         lines.append("")
         note = r.group_notes.get(group, "")
         lines.append(f"{group}{'  (' + note + ')' if note else ''}")
-        native = rows.get("native")
-        # Two ratios: of medians (the usual figure) and of minima (the least disturbed rounds;
-        # steadier than medians when a neighbour loads the shared machine).
-        lines.append(
-            f"  {'implementation':<58} {'median/op':>11} {'min/op':>11} {'vs native':>10} {'(min)':>8}"
-        )
-        for impl in IMPLS:
+        base = rows.get(r.BASELINE)
+        lines.append(f"  {head:<{width}} {'median/op':>11} {'min/op':>11} {rhead:>{rwidth}} {'(min)':>8}")
+        for impl in order:
             row = rows.get(impl)
             if row is None:
                 continue
-            ratio = f"{row['median_ns'] / native['median_ns']:.1f}x" if native else "-"
-            ratio_min = f"{row['min_ns'] / native['min_ns']:.1f}x" if native else "-"
+            ratio = f"{row['median_ns'] / base['median_ns']:.{digits}f}x" if base else "-"
+            ratio_min = f"{row['min_ns'] / base['min_ns']:.{digits}f}x" if base else "-"
             lines.append(
-                f"  {LABELS[impl]:<58} {_fmt_ns(row['median_ns']):>11} "
-                f"{_fmt_ns(row['min_ns']):>11} {ratio:>10} {ratio_min:>8}"
+                f"  {labels[impl]:<{width}} {_fmt_ns(row['median_ns']):>11} "
+                f"{_fmt_ns(row['min_ns']):>11} {ratio:>{rwidth}} {ratio_min:>8}"
             )
+    return lines
+
+
+def _summary_lines() -> list[str]:
+    r = RESULTS
+    lines: list[str] = []
+    lines.extend(_group_tables(r, IMPLS, LABELS, ("implementation", 58), ("vs native", 10), 1))
     for name, per_impl in r.percentiles.items():
         lines.append("")
         lines.append(f"{name}: single calls timed with perf_counter_ns (best of the repeats)")
@@ -463,24 +476,7 @@ def feature_results() -> FeatureResults:
 def _feature_summary_lines() -> list[str]:
     r = FEATURE_RESULTS
     lines: list[str] = []
-    for group, rows in r.groups.items():
-        lines.append("")
-        note = r.group_notes.get(group, "")
-        lines.append(f"{group}{'  (' + note + ')' if note else ''}")
-        bare = rows.get("bare")
-        lines.append(
-            f"  {'variant':<62} {'median/op':>11} {'min/op':>11} {'vs (a)':>8} {'(min)':>8}"
-        )
-        for impl in r.ORDER:
-            row = rows.get(impl)
-            if row is None:
-                continue
-            ratio = f"{row['median_ns'] / bare['median_ns']:.2f}x" if bare else "-"
-            ratio_min = f"{row['min_ns'] / bare['min_ns']:.2f}x" if bare else "-"
-            lines.append(
-                f"  {r.LABELS[impl]:<62} {_fmt_ns(row['median_ns']):>11} "
-                f"{_fmt_ns(row['min_ns']):>11} {ratio:>8} {ratio_min:>8}"
-            )
+    lines.extend(_group_tables(r, r.ORDER, r.LABELS, ("variant", 62), ("vs (a)", 8), 2))
     if r.percentiles:
         lines.append("")
         lines.append(f"{r.PCT}: each bracketed by perf_counter_ns (best of the repeats)")
