@@ -443,10 +443,11 @@ class FeatureResults(_Recorder):
     MIXED = "apply one message: book deltas with public trades interleaved"
     DELTAS = "apply one book delta, no trades in the stream"
     PCT = "single apply calls"
-    ORDER = ("bare", "features", "features_read", "numpy")
+    ORDER = ("bare", "features", "features_temporal10", "features_read", "numpy")
     LABELS: ClassVar[dict[str, str]] = {
         "bare": '(a) BookEngine("bybit").apply, bare book',
         "features": '(b) BookEngine("bybit", features=True).apply',
+        "features_temporal10": "(b') (b) with 10 configured temporal features",
         "features_read": "(c) (b) + FeatureReader.read(sym, copy=False) per book msg",
         "numpy": "(d) (a) + numpy recompute from levels(sym, 50) per book msg",
     }
@@ -501,6 +502,7 @@ def _feature_target_lines() -> list[str]:
 
     named = [
         ("(b)/(a)", r.MIXED, "features", "bare"),
+        ("(b')/(b)", r.MIXED, "features_temporal10", "features"),
         ("(c)/(a)", r.MIXED, "features_read", "bare"),
         ("(d)/(a)", r.MIXED, "numpy", "bare"),
         ("(d)/(b)", r.MIXED, "numpy", "features"),

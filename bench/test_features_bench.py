@@ -368,6 +368,17 @@ def _with_features() -> Any:
     return native.BookEngine("bybit", features=True)
 
 
+# Ten configured temporal features, update- and time-windowed: the cost one adds per spec.
+TEMPORAL_SPECS = [
+    "mid:mean:20u", "mid:std:500u", "mid:skew:1000u", "imbalance_5:mean:30s", "imbalance_5:std:5m",
+    "spread_bps:mean:10s", "microprice:roc:5s", "mid:accel:2s", "ofi:std:200u", "imbalance_20:mean:1m",
+]
+
+
+def _with_temporal() -> Any:
+    return native.BookEngine("bybit", features=True, temporal=TEMPORAL_SPECS)
+
+
 def _assert_same_books(engine: Any, expected: dict[str, Any], label: str) -> None:
     assert sorted(engine.symbols()) == sorted(expected), label
     for symbol, want in expected.items():
@@ -400,13 +411,13 @@ def _assert_vectors_current(engine: Any, fs: FeatureStream, label: str) -> None:
         assert (vec.values[~vec.mask] == 0.0).all(), f"{label}: missing values must read 0.0"
 
 
-_ROUNDS = {"bare": 15, "features": 15, "features_read": 10, "numpy": 2}
+_ROUNDS = {"bare": 15, "features": 15, "features_temporal10": 10, "features_read": 10, "numpy": 2}
 
 
 # ---- (a)-(d) on the stream with trades ------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", ("bare", "features", "features_read", "numpy"))
+@pytest.mark.parametrize("impl", ("bare", "features", "features_temporal10", "features_read", "numpy"))
 def test_feature_vector_cost(
     benchmark: Any,
     impl: str,
@@ -425,7 +436,7 @@ def test_feature_vector_cost(
     )
     applied = native.APPLIED
     messages = fs.messages
-    make = _bare if impl in ("bare", "numpy") else _with_features
+    make = _bare if impl in ("bare", "numpy") else _with_temporal if impl == "features_temporal10" else _with_features
     holder: dict[str, Any] = {}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -457,6 +468,7 @@ def test_feature_vector_cost(
     target = {
         "bare": apply_all,
         "features": apply_all,
+        "features_temporal10": apply_all,
         "features_read": apply_and_read,
         "numpy": apply_and_recompute,
     }[impl]
@@ -465,7 +477,7 @@ def test_feature_vector_cost(
 
     engine = holder["engine"]
     _assert_same_books(engine, expected_books, impl)
-    if impl in ("features", "features_read"):
+    if impl in ("features", "features_temporal10", "features_read"):
         _assert_vectors_current(engine, fs, impl)
     if impl == "numpy":
         _check_native_equals_numpy(engine, fs, feature_results)

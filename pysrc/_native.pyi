@@ -26,6 +26,7 @@ __all__ = [
     "CROSSED",
     "FEATURE_CONVENTIONS",
     "FEATURE_SCHEMA_VERSION",
+    "FEATURE_TEMPORAL_DOC",
     "GAP",
     "MalformedMessage",
     "NativeError",
@@ -66,9 +67,11 @@ FEATURE_SCHEMA_VERSION: Final[int]
 """Version of the feature vector layout; bumped whenever a name, position or definition changes."""
 FEATURE_CONVENTIONS: Final[str]
 """The conventions the feature formulas use (Markdown bullets), rendered into docs/features.md."""
+FEATURE_TEMPORAL_DOC: Final[str]
+"""Grammar and semantics of configured temporal features (``BookEngine(temporal=[...])``)."""
 
 def feature_schema() -> list[dict[str, str]]:
-    """Every feature in vector order: ``name, group, units, window, formula, missing``."""
+    """Every base feature in vector order: ``name, group, units, window, formula, missing``."""
 
 class NativeError(Exception):
     """Base class of every error raised by the compiled core."""
@@ -95,8 +98,16 @@ class BookEngine:
     """
 
     def __new__(
-        cls, exchange: str, depth: int = 0, buffer_limit: int = 10000, features: bool = False
-    ) -> Self: ...
+        cls,
+        exchange: str,
+        depth: int = 0,
+        buffer_limit: int = 10000,
+        features: bool = False,
+        temporal: list[str] | None = None,
+    ) -> Self:
+        """``temporal`` appends configured rolling features (``"imbalance_5:mean:30s"``; see
+        ``FEATURE_TEMPORAL_DOC``) after the base features; it needs ``features=True``. A bad spec
+        raises ValueError naming it."""
     @property
     def exchange(self) -> str: ...
     @property
@@ -147,11 +158,15 @@ class BookEngine:
     # ---- analytics (engines created with features=True) ----------------------------------
     @property
     def features_enabled(self) -> bool: ...
+    def feature_names(self) -> list[str]:
+        """This engine's vector layout: the base names, then the configured temporal ones."""
+    def feature_schema(self) -> list[dict[str, str]]:
+        """``feature_schema()`` plus a row for each configured temporal feature."""
     def features_into(
         self, symbol: str, values: Buffer, mask: Buffer, normalized: bool = False
     ) -> int:
         """Write the symbol's current feature vector into ``values`` (float64, length
-        ``len(feature_schema())``) and ``mask`` (uint8, same length: 1 = present, 0 = missing; a
+        ``len(self.feature_names())``) and ``mask`` (uint8, same length: 1 = present, 0 = missing; a
         missing value is written as 0.0, never NaN). ``normalized=True`` writes running z-scores
         (exponentially weighted over about 1,000 updates, clipped to [-10, 10]) instead of raw
         values. Returns the number of book updates the vector has seen."""

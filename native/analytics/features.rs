@@ -2,10 +2,13 @@
 //! book update in time independent of history length (windows are bounded rings and deques).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::schema::{F, N_FEATURES};
 use super::trades::{Trade, TradeFlow};
 use super::walls::{find_walls, Detection, Side, SideWalls, WallAt, WallTracker, DETECTION_WINDOW_MS};
+use super::moments::Moments;
+use super::temporal::{TemporalSpec, TemporalState};
 use super::window::Ring;
 use crate::book::L2Book;
 use crate::decimal::POW10;
@@ -68,92 +71,6 @@ impl SlidingSum {
             return None;
         }
         Some(self.front.last().map_or(0.0, |v| v.2) + self.back_sum)
-    }
-}
-
-/// Shifted power sums of a window's values: sums of `(x - k)`, `(x - k)^2`, `(x - k)^3`. The
-/// shift `k` is the window mean at the last exact recompute, so a (nearly) constant window has
-/// (nearly) zero sums and no cancellation; the sums are recomputed from the window every
-/// `UPDATE_WINDOW` updates, which bounds the rounding a long run could accumulate.
-#[derive(Debug, Clone, Copy, Default)]
-struct Moments {
-    n: usize,
-    k: f64,
-    s1: f64,
-    s2: f64,
-    s3: f64,
-}
-
-impl Moments {
-    #[inline]
-    fn add(&mut self, x: f64) {
-        if self.n == 0 {
-            // Anchor the shift on the first value: a constant window then sums exact zeros.
-            *self = Moments { k: x, ..Moments::default() };
-        }
-        let d = x - self.k;
-        self.n += 1;
-        self.s1 += d;
-        self.s2 += d * d;
-        self.s3 += d * d * d;
-    }
-
-    #[inline]
-    fn remove(&mut self, x: f64) {
-        let d = x - self.k;
-        self.n -= 1;
-        self.s1 -= d;
-        self.s2 -= d * d;
-        self.s3 -= d * d * d;
-        if self.n == 0 {
-            self.s1 = 0.0;
-            self.s2 = 0.0;
-            self.s3 = 0.0;
-        }
-    }
-
-    fn rebuild(&mut self, xs: impl Iterator<Item = f64> + Clone) {
-        let (n, sum) = xs.clone().fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
-        *self = Moments { k: if n > 0 { sum / n as f64 } else { 0.0 }, ..Moments::default() };
-        for x in xs {
-            self.add(x);
-        }
-    }
-
-    fn mean(&self) -> Option<f64> {
-        (self.n > 0).then(|| self.k + self.s1 / self.n as f64)
-    }
-
-    /// Population variance, never negative.
-    fn var(&self) -> Option<f64> {
-        if self.n == 0 {
-            return None;
-        }
-        let n = self.n as f64;
-        let m1 = self.s1 / n;
-        Some((self.s2 / n - m1 * m1).max(0.0))
-    }
-
-    fn std(&self) -> Option<f64> {
-        if self.n < 2 {
-            None
-        } else {
-            self.var().map(f64::sqrt)
-        }
-    }
-
-    fn skew(&self) -> Option<f64> {
-        if self.n < 3 {
-            return None;
-        }
-        let n = self.n as f64;
-        let (m1, m2, m3) = (self.s1 / n, self.s2 / n, self.s3 / n);
-        let var = m2 - m1 * m1;
-        if var <= 0.0 {
-            return None;
-        }
-        let central3 = m3 - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1;
-        Some(central3 / var.powf(1.5))
     }
 }
 
@@ -392,12 +309,15 @@ struct Top {
 
 #[derive(Debug, Clone)]
 pub struct SymbolFeatures {
-    values: [f64; N_FEATURES],
-    present: [bool; N_FEATURES],
+    /// The base features (`N_FEATURES`) followed by the configured temporal ones.
+    values: Vec<f64>,
+    present: Vec<bool>,
     updates: u64,
-    ew_mean: [f64; N_FEATURES],
-    ew_var: [f64; N_FEATURES],
-    ew_seen: [bool; N_FEATURES],
+    ew_mean: Vec<f64>,
+    ew_var: Vec<f64>,
+    ew_seen: Vec<bool>,
+    temporal: Arc<[TemporalSpec]>,
+    temporal_state: Vec<TemporalState>,
     prev_top: Option<(f64, f64, f64, f64)>,
     prev_mid: Option<f64>,
     prev_ref_mid: Option<f64>,
@@ -423,13 +343,23 @@ pub struct SymbolFeatures {
 
 impl Default for SymbolFeatures {
     fn default() -> Self {
+        SymbolFeatures::new(Arc::from(Vec::new()))
+    }
+}
+
+impl SymbolFeatures {
+    /// A fresh state computing the base features plus `temporal`.
+    pub fn new(temporal: Arc<[TemporalSpec]>) -> Self {
+        let n = N_FEATURES + temporal.len();
         SymbolFeatures {
-            values: [0.0; N_FEATURES],
-            present: [false; N_FEATURES],
+            values: vec![0.0; n],
+            present: vec![false; n],
             updates: 0,
-            ew_mean: [0.0; N_FEATURES],
-            ew_var: [0.0; N_FEATURES],
-            ew_seen: [false; N_FEATURES],
+            ew_mean: vec![0.0; n],
+            ew_var: vec![0.0; n],
+            ew_seen: vec![false; n],
+            temporal_state: vec![TemporalState::default(); temporal.len()],
+            temporal,
             prev_top: None,
             prev_mid: None,
             prev_ref_mid: None,
@@ -843,8 +773,25 @@ impl SymbolFeatures {
         self.bids = bids;
         self.asks = asks;
 
+        // ---- configured temporal features, from the base values just computed -----------
+        for (k, spec) in self.temporal.iter().enumerate() {
+            let x = self.present[spec.source].then_some(self.values[spec.source]);
+            let v = self.temporal_state[k].update(spec, now, x);
+            let i = N_FEATURES + k;
+            match v {
+                Some(v) => {
+                    self.values[i] = v;
+                    self.present[i] = true;
+                }
+                None => {
+                    self.values[i] = 0.0;
+                    self.present[i] = false;
+                }
+            }
+        }
+
         // ---- running z-scores -----------------------------------------------------------
-        for i in 0..N_FEATURES {
+        for i in 0..self.values.len() {
             if !self.present[i] {
                 continue;
             }
@@ -863,7 +810,7 @@ impl SymbolFeatures {
 
     /// Raw or normalized values with the presence mask.
     pub fn write(&self, normalized: bool, values: &mut [f64], mask: &mut [u8]) {
-        for i in 0..N_FEATURES {
+        for i in 0..self.values.len() {
             mask[i] = self.present[i] as u8;
             values[i] = if !self.present[i] {
                 0.0

@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use super::codec::{binance, bybit, kraken, okx};
-use crate::analytics::{SymbolFeatures, Trade};
+use crate::analytics::{SymbolFeatures, TemporalSpec, Trade};
 use super::l2::{BookState, L2Book};
 use crate::error::BookError;
 
@@ -142,6 +143,8 @@ pub struct Analytics {
     names: Vec<String>,
     index: SymbolIndex,
     reference: Option<String>,
+    /// Configured temporal features, appended to every symbol's vector.
+    temporal: Arc<[TemporalSpec]>,
 }
 
 impl Analytics {
@@ -150,7 +153,7 @@ impl Analytics {
             return i;
         }
         let i = self.feats.len();
-        self.feats.push(SymbolFeatures::default());
+        self.feats.push(SymbolFeatures::new(self.temporal.clone()));
         self.names.push(symbol.to_owned());
         self.index.insert(symbol.to_owned(), i);
         i
@@ -194,8 +197,13 @@ impl BookEngine {
     /// Keep the feature vector of every symbol current (Bybit public trades feed the trade
     /// features). Must be called before the first message.
     pub fn enable_features(&mut self) {
+        self.enable_features_with(Vec::new());
+    }
+
+    /// As `enable_features`, with configured temporal features appended to the base vector.
+    pub fn enable_features_with(&mut self, temporal: Vec<TemporalSpec>) {
         if self.analytics.is_none() {
-            self.analytics = Some(Analytics::default());
+            self.analytics = Some(Analytics { temporal: Arc::from(temporal), ..Analytics::default() });
             for b in &mut self.books {
                 b.track_deletions = true;
             }
@@ -204,6 +212,16 @@ impl BookEngine {
 
     pub fn features_enabled(&self) -> bool {
         self.analytics.is_some()
+    }
+
+    /// The configured temporal features (empty without features or without specs).
+    pub fn temporal_specs(&self) -> &[TemporalSpec] {
+        self.analytics.as_ref().map_or(&[], |a| &a.temporal)
+    }
+
+    /// Length of every symbol's feature vector: the base schema plus the temporal specs.
+    pub fn feature_count(&self) -> usize {
+        crate::analytics::N_FEATURES + self.temporal_specs().len()
     }
 
     fn update_features(&mut self, idx: usize) {

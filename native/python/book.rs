@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use super::errors::book_err;
-use crate::analytics::N_FEATURES;
+use crate::analytics::TemporalSpec;
 use crate::book::{Applied, BookEngine, L2Book, Outcome};
 
 #[pyclass(name = "BookEngine", module = "pysrc._native")]
@@ -62,13 +62,37 @@ fn message_bytes<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 #[pymethods]
 impl PyBookEngine {
     #[new]
-    #[pyo3(signature = (exchange, depth = 0, buffer_limit = 10000, features = false))]
-    fn py_new(py: Python<'_>, exchange: &str, depth: usize, buffer_limit: usize, features: bool) -> PyResult<Self> {
+    #[pyo3(signature = (exchange, depth = 0, buffer_limit = 10000, features = false, temporal = None))]
+    fn py_new(
+        py: Python<'_>,
+        exchange: &str,
+        depth: usize,
+        buffer_limit: usize,
+        features: bool,
+        temporal: Option<Vec<String>>,
+    ) -> PyResult<Self> {
         let mut inner = BookEngine::new(exchange, depth, buffer_limit).map_err(|e| book_err(py, e))?;
-        if features {
-            inner.enable_features();
+        let temporal = temporal.unwrap_or_default();
+        if !temporal.is_empty() && !features {
+            return Err(PyValueError::new_err("temporal features need features=True"));
         }
-        Ok(PyBookEngine { inner, names: Vec::new(), values: vec![0.0; N_FEATURES], mask: vec![0; N_FEATURES] })
+        if features {
+            let specs = TemporalSpec::parse_all(&temporal).map_err(|e| book_err(py, e))?;
+            inner.enable_features_with(specs);
+        }
+        let n = inner.feature_count();
+        Ok(PyBookEngine { inner, names: Vec::new(), values: vec![0.0; n], mask: vec![0; n] })
+    }
+
+    #[pyo3(name = "feature_names")]
+    fn py_feature_names(&self) -> Vec<String> {
+        let base = crate::analytics::FEATURES.iter().map(|f| f.name.to_owned());
+        base.chain(self.inner.temporal_specs().iter().map(|t| t.name.clone())).collect()
+    }
+
+    #[pyo3(name = "feature_schema")]
+    fn py_feature_schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        super::schema_rows(py, self.inner.temporal_specs())
     }
 
     #[getter(features_enabled)]
@@ -85,15 +109,16 @@ impl PyBookEngine {
         mask: &Bound<'_, PyAny>,
         normalized: bool,
     ) -> PyResult<u64> {
+        let count = self.values.len();
         let vbuf = PyBuffer::<f64>::get(values)?;
         let mbuf = PyBuffer::<u8>::get(mask)?;
         for (name, ro, c, n) in [
             ("values", vbuf.readonly(), vbuf.is_c_contiguous(), vbuf.item_count()),
             ("mask", mbuf.readonly(), mbuf.is_c_contiguous(), mbuf.item_count()),
         ] {
-            if ro || !c || n != N_FEATURES {
+            if ro || !c || n != count {
                 return Err(PyValueError::new_err(format!(
-                    "{name} must be a writable contiguous buffer of {N_FEATURES} items (float64 values, uint8 mask)"
+                    "{name} must be a writable contiguous buffer of {count} items (float64 values, uint8 mask)"
                 )));
             }
         }

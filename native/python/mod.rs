@@ -12,21 +12,48 @@ use pyo3::prelude::*;
 
 use crate::book::Outcome;
 
-/// Every feature in vector order: ``name, group, units, window, formula, missing``.
-#[pyfunction]
-fn feature_schema(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyList>> {
+/// One schema row as a Python dict.
+fn schema_row<'py>(py: Python<'py>, fields: [(&str, &str); 6]) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    for (k, v) in fields {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+/// The schema rows of the base features followed by `temporal`.
+pub(crate) fn schema_rows<'py>(
+    py: Python<'py>,
+    temporal: &[crate::analytics::TemporalSpec],
+) -> PyResult<Bound<'py, pyo3::types::PyList>> {
     let out = pyo3::types::PyList::empty(py);
     for f in crate::analytics::FEATURES {
-        let d = pyo3::types::PyDict::new(py);
-        d.set_item("name", f.name)?;
-        d.set_item("group", f.group)?;
-        d.set_item("units", f.units)?;
-        d.set_item("window", f.window)?;
-        d.set_item("formula", f.formula)?;
-        d.set_item("missing", f.missing)?;
-        out.append(d)?;
+        out.append(schema_row(
+            py,
+            [("name", f.name), ("group", f.group), ("units", f.units), ("window", f.window), ("formula", f.formula), ("missing", f.missing)],
+        )?)?;
+    }
+    for t in temporal {
+        let (window, formula) = (t.window_text(), t.formula());
+        out.append(schema_row(
+            py,
+            [
+                ("name", &t.name),
+                ("group", "temporal (configured)"),
+                ("units", t.units()),
+                ("window", &window),
+                ("formula", &formula),
+                ("missing", t.missing()),
+            ],
+        )?)?;
     }
     Ok(out)
+}
+
+/// Every base feature in vector order: ``name, group, units, window, formula, missing``.
+#[pyfunction]
+fn feature_schema(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyList>> {
+    schema_rows(py, &[])
 }
 
 #[pymodule]
@@ -47,6 +74,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("FEATURE_SCHEMA_VERSION", crate::analytics::SCHEMA_VERSION)?;
     m.add("FEATURE_CONVENTIONS", crate::analytics::CONVENTIONS)?;
+    m.add("FEATURE_TEMPORAL_DOC", crate::analytics::TEMPORAL_DOC)?;
     m.add_function(pyo3::wrap_pyfunction!(feature_schema, m)?)?;
     errors::register(m)?;
     m.add_class::<book::PyBookEngine>()?;

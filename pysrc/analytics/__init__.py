@@ -39,15 +39,17 @@ def __getattr__(name: str) -> Any:
 
 @dataclass(slots=True)
 class FeatureVector:
-    """One symbol's features: ``values`` (0.0 where missing), ``mask`` (True = present)."""
+    """One symbol's features: ``values`` (0.0 where missing), ``mask`` (True = present), in the
+    layout ``names`` (the base schema, then any configured temporal features)."""
 
     values: npt.NDArray[np.float64]
     mask: npt.NDArray[np.bool_]
     updates: int
+    names: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, float | None]:
         """Name -> value, None where missing (for logs, JSON and people)."""
-        names: tuple[str, ...] = __getattr__("FEATURE_NAMES")
+        names: tuple[str, ...] = self.names or __getattr__("FEATURE_NAMES")
         return {
             name: (float(v) if m else None)
             for name, v, m in zip(names, self.values.tolist(), self.mask.tolist(), strict=True)
@@ -61,7 +63,8 @@ class FeatureReader:
         if not engine.features_enabled:
             raise ValueError("the engine was created without features=True")
         self._engine = engine
-        n: int = __getattr__("N_FEATURES")
+        self.names: tuple[str, ...] = tuple(engine.feature_names())
+        n = len(self.names)
         self._values = np.zeros(n, dtype=np.float64)
         self._mask = np.zeros(n, dtype=np.uint8)
         # Made once: a view per read would cost more than the native call itself.
@@ -72,8 +75,8 @@ class FeatureReader:
         buffers, overwritten by the next read (no allocation on the hot path)."""
         updates = self._engine.features_into(symbol, self._values, self._mask, normalized)
         if copy:
-            return FeatureVector(self._values.copy(), self._mask.astype(bool), updates)
-        return FeatureVector(self._values, self._mask_bool, updates)
+            return FeatureVector(self._values.copy(), self._mask.astype(bool), updates, self.names)
+        return FeatureVector(self._values, self._mask_bool, updates, self.names)
 
 
 __all__ = ["FEATURE_NAMES", "N_FEATURES", "SCHEMA", "SCHEMA_VERSION", "FeatureReader", "FeatureVector"]

@@ -48,6 +48,17 @@ def _conventions() -> str:
     return "## Conventions used in the formulas\n\n" + str(native.FEATURE_CONVENTIONS)
 
 
+def _temporal() -> str:
+    from pysrc._core import native
+
+    return (
+        "## Configured temporal features\n\n"
+        "Beyond the fixed windows of the base vector, any base feature can get rolling statistics "
+        "over windows chosen at start-up (they are appended after the base features; the base "
+        "layout and its version never change).\n\n" + str(native.FEATURE_TEMPORAL_DOC)
+    )
+
+
 # How values and missing values reach Python: the contract of BookEngine.features_into in
 # pysrc/_native.pyi, restated for readers of this page.
 _READING = """\
@@ -159,7 +170,7 @@ def render_features_md(
             else ", ".join(map(str, positions))
         )
         out.append(f"| [{_cell(title)}](#{_anchor(title)}) (`{group}`) | {len(items)} | {where} |")
-    out.extend(["", _conventions(), _READING])
+    out.extend(["", _conventions(), _READING, _temporal()])
     for group, items in groups.items():
         out.append(f"## {_title(group)}")
         out.append("")

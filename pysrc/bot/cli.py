@@ -47,7 +47,16 @@ def _print_summary(stats: ReplayStats, engine: BookEngine) -> None:
 
 
 def cmd_book_replay(args: argparse.Namespace) -> int:
-    engine = BookEngine(args.exchange, args.depth, features=args.emit == "features")
+    if args.temporal and args.emit != "features":
+        print("book-replay: --temporal needs --emit features", file=sys.stderr)
+        return 2
+    try:
+        engine = BookEngine(
+            args.exchange, args.depth, features=args.emit == "features", temporal=args.temporal or None
+        )
+    except ValueError as exc:
+        print(f"book-replay: {exc}", file=sys.stderr)
+        return 2
     out = sys.stdout.buffer
     paths = [Path(f) for f in args.files]
     try:
@@ -118,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="final books, top of book per applied message, or the feature vector per applied message",
     )
     r.add_argument("--depth", type=int, default=0, help="truncate books to this depth (0 = as the feed says)")
+    r.add_argument(
+        "--temporal",
+        action="append",
+        metavar="SPEC",
+        help="with --emit features: add a rolling feature SOURCE:STAT:WINDOW, e.g. imbalance_5:mean:30s "
+        "(stat mean|std|skew|roc|accel; window Nu updates or Nms/Ns/Nm); repeatable",
+    )
     r.add_argument("--format", choices=("auto", "jsonl", "capture"), default="auto")
     r.set_defaults(func=cmd_book_replay)
 

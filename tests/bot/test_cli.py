@@ -159,3 +159,29 @@ def test_emit_features_prints_the_named_vector_per_applied_message(realdata: Pat
     last = rows[-1]["features"]
     assert last["best_bid"] == 1.9537 and last["best_ask"] == 1.9538
     assert all(v is None or math.isfinite(v) for r in rows for v in r["features"].values())
+
+
+def test_emit_features_with_configured_temporal_features(realdata: Path, tmp_path: Path) -> None:
+    from pysrc.analytics import FEATURE_NAMES
+
+    p = run(
+        "book-replay", str(realdata / BYBIT), "--exchange", "bybit", "--emit", "features",
+        "--temporal", "imbalance_5:mean:10u", "--temporal", "mid:roc:1s", cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = [orjson.loads(x) for x in p.stdout.splitlines()]
+    assert tuple(rows[-1]["features"]) == (*FEATURE_NAMES, "imbalance_5_mean_10u", "mid_roc_1s")
+    means = [r["features"]["imbalance_5_mean_10u"] for r in rows]
+    imb = [r["features"]["imbalance_5"] for r in rows]
+    assert means[0] == imb[0]
+    assert abs(means[-1] - sum(imb[-10:]) / 10) < 1e-9
+
+
+def test_bad_temporal_spec_names_it(realdata: Path, tmp_path: Path) -> None:
+    p = run(
+        "book-replay", str(realdata / BYBIT), "--exchange", "bybit", "--emit", "features",
+        "--temporal", "mid:median:10u", cwd=tmp_path,
+    )
+    assert p.returncode == 2 and "mid:median:10u" in p.stderr and "unknown statistic" in p.stderr
+    p = run("book-replay", str(realdata / BYBIT), "--exchange", "bybit", "--temporal", "mid:mean:10u", cwd=tmp_path)
+    assert p.returncode == 2 and "--emit features" in p.stderr
