@@ -1,0 +1,1 @@
+"""The REST and WebSocket API (FastAPI): authentication, health, metrics and the bot's routes."""
