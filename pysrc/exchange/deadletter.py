@@ -1,6 +1,8 @@
 """Dead letters: frames that could not be parsed or processed, kept with their raw payload.
 
-Nothing the exchange sends is silently dropped. The feed hands every frame it cannot use to a
+One interface for every exchange stream (the public feed, the private stream) and every sink
+(this in-memory one; the Redis Stream one in ``pysrc.store``). Nothing the exchange sends is
+silently dropped. The feed hands every frame it cannot use to a
 :class:`DeadLetterSink` together with the error and where it came from. The in-memory sink below
 is bounded (a feed must not grow without limit when an exchange misbehaves for hours), but it
 counts every entry it was given, including the ones that no longer fit, so an operator always sees

@@ -6,7 +6,7 @@ See :class:`PublicFeed` and ``docs/connectivity-feed.md``.
 from __future__ import annotations
 
 from pysrc.feed.backoff import Backoff
-from pysrc.feed.deadletter import DeadLetter, DeadLetterSink, MemoryDeadLetters
+from pysrc.exchange.deadletter import DeadLetter, DeadLetterSink, MemoryDeadLetters
 from pysrc.feed.events import BookUpdated, FeedEvent, Kline, Ticker, Trade, Trades
 from pysrc.feed.loop import install_best_event_loop, run
 from pysrc.feed.public import PublicFeed

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from pysrc.book import ApplyOutcome
-from pysrc.feed.deadletter import DeadLetterSink
+from pysrc.exchange.deadletter import DeadLetterSink
 from pysrc.feed.events import Kline, Ticker, Trade, Trades
 from pysrc.feed.metrics import SymbolMetrics
 from pysrc.feed.queue import SymbolQueue

@@ -32,7 +32,7 @@ import aiohttp
 
 from pysrc.feed.backoff import Backoff
 from pysrc.feed.connection import ConnectionSettings, FeedConnection
-from pysrc.feed.deadletter import DeadLetterSink, MemoryDeadLetters
+from pysrc.exchange.deadletter import DeadLetterSink, MemoryDeadLetters
 from pysrc.feed.metrics import SymbolMetrics
 from pysrc.feed.pipeline import FramePipeline
 from pysrc.feed.queue import SymbolQueue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pysrc.feed.deadletter import DeadLetterSink, MemoryDeadLetters
+from pysrc.exchange.deadletter import DeadLetterSink, MemoryDeadLetters
 
 
 def test_keeps_payload_error_time_and_source() -> None:

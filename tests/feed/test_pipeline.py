@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from pysrc.book import BookEngine
-from pysrc.feed.deadletter import MemoryDeadLetters
+from pysrc.exchange.deadletter import MemoryDeadLetters
 from pysrc.feed.events import BookUpdated, Kline, Ticker, Trade, Trades
 from pysrc.feed.metrics import SymbolMetrics
 from pysrc.feed.pipeline import FramePipeline
