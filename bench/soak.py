@@ -132,7 +132,7 @@ async def baseline(url: str, symbols: list[str], seconds: float, warmup: float) 
     async def reader(chunk: list[str]) -> None:
         topics = [f"orderbook.{DEPTH}.{s}" for s in chunk] + [f"publicTrade.{s}" for s in chunk]
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=1 << 24) as ws:
-            await ws.send_bytes(orjson.dumps({"op": "subscribe", "args": topics}))
+            await ws.send_str(orjson.dumps({"op": "subscribe", "args": topics}).decode())
             while not stop.is_set():
                 try:
                     msg = await asyncio.wait_for(ws.receive(), 0.5)
@@ -155,6 +155,20 @@ async def baseline(url: str, symbols: list[str], seconds: float, warmup: float) 
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     return {**usage, "messages": n1 - n0, "msgs_per_s": (n1 - n0) / usage["wall_s"]}
+
+
+def _describe_mismatch(symbol: str, engine: BookEngine, want: dict[str, Any], got: Any, expected: Any) -> str:
+    """Where a book differs from the exchange's: the first differing level per side."""
+    parts = [f"{symbol}: state {engine.state(symbol) if engine.has_book(symbol) else 'no book'}, "
+             f"u {engine.update_id(symbol) if engine.has_book(symbol) else None} vs exchange {want['u']}"]
+    for side, g, e in (("bids", got[0], expected[0]), ("asks", got[1], expected[1])):
+        for i, (a, b) in enumerate(zip(g, e, strict=False)):
+            if a != b:
+                parts.append(f"{side}[{i}] {a} vs {b}")
+                break
+        if len(g) != len(e):
+            parts.append(f"{side} {len(g)} vs {len(e)} levels")
+    return "; ".join(parts)
 
 
 async def feed_phase(
@@ -195,24 +209,29 @@ async def feed_phase(
             for s in symbols:
                 latencies.extend(feed.latency_samples(s))
 
-            # The comparison: freeze the market, wait for every book to reach the exchange's u.
+            # The comparison: freeze the market, let the exchange publish what changed before the
+            # pause (its book view is the market's, its u the last published one), then wait for
+            # every book to reach the exchange's u and compare.
             await _set_paused(http, rest, True)
+            await asyncio.sleep(0.3)
             mismatches: list[str] = []
+            details: list[str] = []
             deadline = time.monotonic() + 30.0
             for s in symbols:
                 while True:
                     async with http.get(f"{rest}/sim/book", params={"symbol": s, "depth": DEPTH}) as r:
                         want = await r.json()
-                    if engine.has_book(s) and engine.is_live(s) and engine.update_id(s) == int(want["u"][str(DEPTH)]):
-                        break
-                    if time.monotonic() > deadline:
+                    live = engine.has_book(s) and engine.is_live(s)
+                    bids, asks = engine.levels(s, DEPTH) if live else ([], [])
+                    got = ([tuple(x) for x in bids], [tuple(x) for x in asks])
+                    expected = ([tuple(x) for x in want["b"]], [tuple(x) for x in want["a"]])
+                    at_u = live and engine.update_id(s) == int(want["u"][str(DEPTH)])
+                    if (at_u and got == expected) or time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.05)
-                bids, asks = engine.levels(s, DEPTH) if engine.has_book(s) else ([], [])
-                got = ([tuple(x) for x in bids], [tuple(x) for x in asks])
-                expected = ([tuple(x) for x in want["b"]], [tuple(x) for x in want["a"]])
                 if got != expected:
                     mismatches.append(s)
+                    details.append(_describe_mismatch(s, engine, want, got, expected))
             await _set_paused(http, rest, False)
     totals = m1["totals"]
     messages = totals["messages"] - m0["messages"]
@@ -231,6 +250,7 @@ async def feed_phase(
         "books_equal": len(symbols) - len(mismatches),
         "books": len(symbols),
         "mismatched": mismatches,
+        "mismatch_details": details,
         "events_drained": drained[0],
     }
 
@@ -283,6 +303,7 @@ def report(r: dict[str, Any]) -> list[str]:
         f"  resyncs {f['resyncs']}, gaps {f['gaps']}, queue drops {f['dropped']}, malformed {f['malformed']}",
         f"  books equal to the exchange after the pause: {f['books_equal']}/{f['books']}"
         + (f" (mismatched: {', '.join(f['mismatched'][:10])})" if f["mismatched"] else ""),
+        *(f"    {d}" for d in f["mismatch_details"][:10]),
         f"  exchange process CPU {r['exchange_cpu_share']:.1%} of one core; load average {r['load_average']}",
         "targets: all books correct -> " + ("met" if f["books_equal"] == f["books"] else "MISSED")
         + f"; client CPU < 25% of one core -> {'met' if f['cpu_share'] < 0.25 else 'MISSED'}"
