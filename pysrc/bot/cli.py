@@ -5,7 +5,8 @@ Commands so far:
 * ``demo`` (the default until the full bot lands): replays a generated, realistic Bybit
   ``orderbook.200`` stream for 20 symbols through the native engine and prints what it saw;
 * ``book-replay``: replays recorded exchange messages and prints books or top-of-book rows;
-* ``sim-exchange``: runs the local Bybit v5 exchange on loopback (``pysrc.sim``).
+* ``sim-exchange``: runs the local Bybit v5 exchange on loopback (``pysrc.sim``);
+* ``migrate``: applies the database migrations (``pysrc.store.migrate``).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 # their --help is their own and this parser only lists them.
 DELEGATED: dict[str, tuple[str, str]] = {
     "sim-exchange": ("pysrc.sim.cli", "run the local Bybit v5 exchange on loopback (REST, public and private WS)"),
+    "migrate": ("pysrc.store.migrate", "apply the database migrations (embedded PostgreSQL or DATABASE_URL)"),
 }
 
 

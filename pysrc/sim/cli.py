@@ -16,7 +16,7 @@ from decimal import Decimal
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sim-exchange", description="Local Bybit v5 exchange (loopback).")
+    p = argparse.ArgumentParser(prog="python -m pysrc.bot sim-exchange", description="Local Bybit v5 exchange (loopback).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed when ready)")
     p.add_argument("--symbols", type=int, default=10)
