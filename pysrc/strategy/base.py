@@ -26,24 +26,10 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from pysrc.domain.values import Side  # one Side for signals, orders and positions
+
 # --------------------------------------------------------------------------------------------
 # Small value types
-
-
-class Side(str, Enum):
-    """Order / signal side, spelled as Bybit spells it."""
-
-    BUY = "Buy"
-    SELL = "Sell"
-
-    @property
-    def sign(self) -> int:
-        """+1 for a buy (long), -1 for a sell (short): multiplies price moves into PnL."""
-        return 1 if self is Side.BUY else -1
-
-    @property
-    def opposite(self) -> Side:
-        return Side.SELL if self is Side.BUY else Side.BUY
 
 
 class SignalKind(str, Enum):
