@@ -8,6 +8,10 @@
   changing the password invalidates every older token.
 * State lives in ``<data_dir>/auth.json`` (0600): the signing key and the users. It is written
   atomically (temp file + rename) so a crash never leaves half a file.
+* Verified tokens are remembered (a bounded LRU of token -> claims): checking the signature is
+  the largest single cost of an authenticated API request, and a client sends the same token on
+  every request. A remembered token is still checked on every use for expiry and against the
+  user's current password version, so nothing a fresh verification would refuse gets through.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ import jwt
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 ADMIN = "admin"
 MIN_PASSWORD = 8
+VERIFIED_CACHE = 1024
 
 
 class AuthError(Exception):
@@ -69,6 +75,7 @@ class AuthStore:
         self.token_ttl_s = token_ttl_s
         self.users: dict[str, User] = {}
         self.key = ""
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def open(self, admin_password: str | None = None) -> str | None:
         """Load or create the store. Returns a newly generated admin password (to print once),
@@ -125,15 +132,27 @@ class AuthStore:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; AuthError for a bad, expired or superseded token."""
-        try:
-            claims: dict[str, Any] = jwt.decode(token, self.key, algorithms=["HS256"],
-                                                options={"require": ["sub", "exp", "iat"]})
-        except jwt.PyJWTError as exc:
-            raise AuthError("invalid or expired token") from exc
+        claims = self._verified.get(token)
+        if claims is not None:
+            self._verified.move_to_end(token)
+            if claims["exp"] <= time.time():
+                del self._verified[token]
+                raise AuthError("invalid or expired token")
+        else:
+            try:
+                claims = jwt.decode(token, self.key, algorithms=["HS256"],
+                                    options={"require": ["sub", "exp", "iat"]})
+            except jwt.PyJWTError as exc:
+                raise AuthError("invalid or expired token") from exc
         user = self.users.get(str(claims.get("sub")))
         if user is None or claims.get("pwv") != user.password_version:
+            self._verified.pop(token, None)
             raise AuthError("invalid or expired token")
-        return claims
+        if token not in self._verified:
+            self._verified[token] = claims
+            if len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
+        return dict(claims)
 
     def change_password(self, username: str, old: str, new: str) -> None:
         user = self.users.get(username)
