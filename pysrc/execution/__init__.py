@@ -10,7 +10,13 @@ venue's pushes, paper trading, reconciliation and the kill switch (``docs/execut
 
 from __future__ import annotations
 
-from .events import EventBus, ExchangePositionUpdated, KillSwitchAlert, ReconciliationCompleted, WalletUpdated
+from .events import (
+    EventBus,
+    ExchangePositionUpdated,
+    KillSwitchAlert,
+    ReconciliationCompleted,
+    WalletUpdated,
+)
 from .killswitch import DailyLossMonitor, KillSwitchExecutor, KillSwitchReport
 from .model import (
     ExecutionError,
@@ -22,7 +28,7 @@ from .model import (
     TradingHalted,
     request_hash,
 )
-from .reconcile import Discrepancy, ReconciliationReport, Reconciler, RepairAction
+from .reconcile import Discrepancy, Reconciler, ReconciliationReport, RepairAction
 from .service import STEPS, OrderService, StepHook
 from .venue import BybitVenue, OrderRequest, Venue
 
@@ -43,9 +49,9 @@ __all__ = [
     "OrderService",
     "OrderView",
     "PositionView",
+    "Reconciler",
     "ReconciliationCompleted",
     "ReconciliationReport",
-    "Reconciler",
     "RepairAction",
     "ServiceNotStarted",
     "StepHook",
