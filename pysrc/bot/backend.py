@@ -71,11 +71,34 @@ def position_json(p: PositionView, managed: Any = None) -> Json:
     }
 
 
+READ_CACHE_S = 0.25
+"""Database-backed reads (status, orders, positions, balance, risk) are served from a cache this
+old at most, and the cache is dropped on every order or position event and every mutating call:
+a dashboard polling many routes then costs the event loop (which also carries the market data)
+one query per route per quarter second instead of one per request, and never sees an order or
+position state older than the last event."""
+
+
 class RuntimeBackend:
     """:class:`pysrc.api.backend.Backend` for a :class:`~pysrc.bot.runtime.BotRuntime`."""
 
     def __init__(self, runtime: BotRuntime) -> None:
         self.rt = runtime
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        if runtime.orders is not None:
+            runtime.orders.subscribe(self._invalidate)
+
+    async def _invalidate(self, *_: Any) -> None:
+        self._cache.clear()
+
+    async def _cached(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < READ_CACHE_S:
+            return hit[1]
+        value = await load()
+        self._cache[key] = (now, value)
+        return value
 
     # ---- helpers --------------------------------------------------------------------------------
 
@@ -101,10 +124,15 @@ class RuntimeBackend:
 
     # ---- bot ------------------------------------------------------------------------------------
 
+    async def _counts(self) -> tuple[int, int]:
+        rt = self.rt
+        if not (rt.orders and rt.state == "running"):
+            return 0, 0
+        return len(await rt.orders.list_orders(open_only=True)), len(await rt.orders.positions())
+
     async def status(self) -> Json:
         rt = self.rt
-        open_orders = len(await rt.orders.list_orders(open_only=True)) if rt.orders and rt.state == "running" else 0
-        open_positions = len(await rt.orders.positions()) if rt.orders and rt.state == "running" else 0
+        open_orders, open_positions = await self._cached(("counts",), self._counts)
         return {
             "state": rt.state, "trading": rt.trading, "mode": rt.mode,
             "kill_switch": bool(rt.orders and rt.orders.halted),
@@ -115,12 +143,14 @@ class RuntimeBackend:
         }
 
     async def start_trading(self) -> Json:
+        self._cache.clear()
         if self.rt.orders is not None and self.rt.orders.halted:
             raise Conflict("the kill switch is engaged: release it first", code="kill_switch_engaged")
         self.rt.trading = True
         return await self.status()
 
     async def stop_trading(self) -> Json:
+        self._cache.clear()
         self.rt.trading = False
         return await self.status()
 
@@ -130,8 +160,10 @@ class RuntimeBackend:
     # ---- trading --------------------------------------------------------------------------------
 
     async def list_orders(self, filters: OrderFilters) -> list[Json]:
-        views = await self._orders.list_orders(symbol=filters.symbol, open_only=bool(filters.active),
-                                               limit=max(filters.limit, 1) * 4)
+        svc = self._orders
+        key = ("orders", filters.symbol, bool(filters.active), filters.limit)
+        views = await self._cached(key, lambda: svc.list_orders(symbol=filters.symbol, open_only=bool(filters.active),
+                                                                limit=max(filters.limit, 1) * 4))
         out = []
         for v in views:
             if filters.side and v.side != filters.side:
@@ -148,6 +180,7 @@ class RuntimeBackend:
         return out
 
     async def place_order(self, req: NewOrder) -> Json:
+        self._cache.clear()
         rt = self.rt
         svc = self._orders
         if req.symbol not in rt.instruments:
@@ -186,6 +219,7 @@ class RuntimeBackend:
         return out
 
     async def cancel_order(self, order_id: str) -> Json:
+        self._cache.clear()
         view = await self._find_order(order_id)
         if view.state == "CANCELLED":
             return order_json(view)
@@ -199,6 +233,7 @@ class RuntimeBackend:
             raise Conflict(str(exc), code="exchange_rejected") from exc
 
     async def modify_order(self, order_id: str, changes: OrderChanges) -> Json:
+        self._cache.clear()
         view = await self._find_order(order_id)
         if view.state in TERMINAL:
             raise Conflict(f"order {order_id} is {view.state}", code="order_final")
@@ -220,7 +255,8 @@ class RuntimeBackend:
         return rows[:limit]
 
     async def balance(self) -> Json:
-        wallet = await self._orders.venue.wallet()
+        venue = self._orders.venue
+        wallet = await self._cached(("wallet",), venue.wallet)
         coin = next((c for c in wallet.get("coin", []) if c.get("coin") == "USDT"), {})
         day = self.rt.loss_monitor.last_decision if self.rt.loss_monitor else None
         return {
@@ -235,7 +271,7 @@ class RuntimeBackend:
     async def risk_status(self) -> Json:
         rt = self.rt
         try:
-            portfolio = await rt.portfolio()
+            portfolio = await self._cached(("portfolio",), rt.portfolio)
             status = rt.risk.status(portfolio)
         except Exception:  # the venue may be unreachable: the kill switch state still answers
             status = {"limits": rt.risk.limits.to_dict(), "sizing": rt.risk.sizing.to_dict()}
@@ -257,6 +293,7 @@ class RuntimeBackend:
         }
 
     async def engage_kill_switch(self, actor: str, reason: str) -> Json:
+        self._cache.clear()
         assert self.rt.killswitch is not None
         self.rt.trading = False
         report = await self.rt.killswitch.engage(actor, reason)
@@ -267,6 +304,7 @@ class RuntimeBackend:
         return out
 
     async def release_kill_switch(self, actor: str, reason: str) -> Json:
+        self._cache.clear()
         assert self.rt.killswitch is not None
         await self.rt.killswitch.release(actor, reason)
         self.rt.risk.release_kill_switch(actor)
@@ -280,16 +318,21 @@ class RuntimeBackend:
         except ValueError:
             return None
 
+    async def _positions(self) -> list[PositionView]:
+        svc = self._orders
+        return await self._cached(("positions",), svc.positions)  # type: ignore[no-any-return]
+
     async def positions(self) -> list[Json]:
-        return [position_json(p, self._managed(p.symbol, p.side)) for p in await self._orders.positions()]
+        return [position_json(p, self._managed(p.symbol, p.side)) for p in await self._positions()]
 
     async def position(self, symbol: str) -> Json:
-        for p in await self._orders.positions():
+        for p in await self._positions():
             if p.symbol == symbol:
                 return position_json(p, self._managed(p.symbol, p.side))
         raise NotFound(f"position {symbol}")
 
     async def _protect(self, symbol: str, *, tp: Decimal | None = None, sl: Decimal | None = None) -> Json:
+        self._cache.clear()
         pos = await self.position(symbol)
         inst = self.rt.instruments[symbol]
         price = tp if tp is not None else sl
@@ -319,6 +362,7 @@ class RuntimeBackend:
         return await self._protect(symbol, sl=price)
 
     async def close_position(self, symbol: str) -> Json:
+        self._cache.clear()
         pos = await self.position(symbol)
         if pos["status"] == "CLOSING":
             raise Conflict(f"position {symbol} is already closing", code="position_closing")
@@ -384,8 +428,10 @@ class RuntimeBackend:
         if symbol is not None:
             self._symbol(symbol)
             return self._symbol_metrics(symbol, feed["symbols"])
+        totals = dict(feed["totals"])
+        totals["exchange_to_decision_ms"] = self.rt.decision_latency_ms()
         return {"symbols": {s: self._symbol_metrics(s, feed["symbols"]) for s in self.rt.symbols},
-                "totals": feed["totals"]}
+                "totals": totals}
 
     # ---- strategies -------------------------------------------------------------------------------
 
@@ -448,8 +494,7 @@ class RuntimeBackend:
     async def health(self) -> Json:
         rt = self.rt
         comps: dict[str, Json] = {}
-        totals = rt.feed.metrics()["totals"] if rt.feed else {}
-        connected, conns = totals.get("connected", 0), totals.get("connections", 0)
+        conns, connected, _ = rt.feed_counts()
         comps["feed"] = {"status": "ok" if conns and connected == conns else ("degraded" if connected else "down"),
                          "detail": f"{connected}/{conns} connections"}
         live = int(rt._symbols_live())

@@ -191,9 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(argv[1:])
         return code
     parser = build_parser()
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]  # options without a command belong to the default command
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
     if getattr(args, "top", 0) < 0:
         parser.error("--top must be >= 0")
     result: int = args.func(args)

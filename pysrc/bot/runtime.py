@@ -135,6 +135,7 @@ class BotRuntime:
         self._paper_path = self.data_dir / "paper_state.json"
         self._paper_dirty = asyncio.Event()
         self._decide = asyncio.Lock()
+        self._rate_mark = (time.monotonic(), 0)
         # components (set in start)
         self.auth: AuthStore | None = None
         self.store: Store | None = None
@@ -171,6 +172,13 @@ class BotRuntime:
                                  "Exchange timestamp to strategies evaluated, per book update",
                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
         self.e2d_samples: deque[float] = deque(maxlen=20000)
+        # Where latency hides in one event loop: collector pauses and loop lag (how late a 50 ms
+        # sleep wakes up), both shown on /metrics.
+        self.m_gc = m.histogram("bot_gc_pause_seconds", "Garbage-collector pauses",
+                                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+        self.m_lag = m.histogram("bot_event_loop_lag_seconds", "Event-loop lag (late wake-ups)",
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+        self._gc_t0 = 0.0
         m.gauge("bot_uptime_seconds", "Seconds since start", fn=lambda: time.monotonic() - self.started_at)
         m.gauge("bot_trading_enabled", "1 when new entries are allowed", fn=lambda: float(self.trading))
         m.gauge("bot_symbols_live", "Books usable now", fn=self._symbols_live)
@@ -178,6 +186,29 @@ class BotRuntime:
                 fn=lambda: float(self.feed.metrics()["totals"]["connected"]) if self.feed else 0.0)
         m.gauge("bot_kill_switch_engaged", "1 while the kill switch holds trading",
                 fn=lambda: float(bool(self.orders and self.orders.halted)))
+
+    def decision_latency_ms(self) -> dict[str, float | int | None]:
+        """Exchange timestamp to strategies evaluated, over the most recent book updates (ms;
+        the exchange stamps whole milliseconds, so each sample carries up to 1 ms of rounding)."""
+        data = sorted(self.e2d_samples)
+        n = len(data)
+
+        def pct(q: float) -> float | None:
+            return None if not n else round(1000.0 * data[min(n - 1, max(0, int(q * n + 0.999999) - 1))], 3)
+
+        return {"p50": pct(0.50), "p99": pct(0.99), "samples": n}
+
+    def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0:
+            self.m_gc.observe(time.perf_counter() - self._gc_t0)
+
+    async def _loop_lag_monitor(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.m_lag.observe(max(time.perf_counter() - t0 - 0.05, 0.0))
 
     def _symbols_live(self) -> float:
         return float(sum(1 for s in self.symbols if self.feed is not None and self.feed.is_usable(s)))
@@ -293,6 +324,8 @@ class BotRuntime:
             self._print("kill switch engaged (persisted): trading stays stopped until released")
         if self.status_interval > 0:
             self._spawn(self._status_loop(), "status")
+        self._spawn(self._loop_lag_monitor(), "loop-lag")
+        gc.callbacks.append(self._gc_callback)
         self.state = "running"
         self.started_at = time.monotonic()
         gc.collect()
@@ -329,24 +362,36 @@ class BotRuntime:
         if self._paper_path.is_file():
             paper.restore(json.loads(self._paper_path.read_text()))
 
-    def _save_paper(self) -> None:
+    def _paper_state(self) -> bytes | None:
+        """The paper venue's state, taken on the event loop (consistent with what the loop does)."""
         if not isinstance(self.venue, PaperVenue):
-            return
+            return None
+        return json.dumps(self.venue.snapshot(history=200)).encode()
+
+    def _write_paper(self, body: bytes) -> None:
         tmp = self._paper_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.venue.snapshot(history=200), f)
+        with open(tmp, "wb") as f:
+            f.write(body)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._paper_path)
 
+    def _save_paper(self) -> None:
+        body = self._paper_state()
+        if body is not None:
+            self._write_paper(body)
+
     async def _paper_saver(self) -> None:
-        """Paper state is the paper 'exchange': saved shortly after every change, so a restart
-        (even after SIGKILL, up to this delay) reconciles against what the venue really did."""
+        """Paper state is the paper 'exchange': saved shortly after every change the venue
+        pushes (orders, fills, positions), so a restart (even after SIGKILL, up to this delay)
+        reconciles against what the venue really did. The disk write runs off the loop."""
         while True:
             await self._paper_dirty.wait()
             await asyncio.sleep(0.05)
             self._paper_dirty.clear()
-            await asyncio.to_thread(self._save_paper)
+            body = self._paper_state()
+            if body is not None:
+                await asyncio.to_thread(self._write_paper, body)
 
     # ---- pipeline -------------------------------------------------------------------------------
 
@@ -364,7 +409,6 @@ class BotRuntime:
                     t0 = time.perf_counter()
                     if paper is not None:
                         paper.on_book(symbol)
-                        self._paper_dirty.set()
                     if not engine.is_live(symbol):
                         continue
                     md = MarketData.from_engine(engine, reader, symbol)
@@ -383,7 +427,6 @@ class BotRuntime:
                 elif isinstance(event, Trades):
                     if paper is not None:
                         paper.on_trades(event)
-                        self._paper_dirty.set()
                     for t in event.trades:
                         self.scanner.update(symbol, Decimal(t.price), Decimal(t.size), ts=t.time / 1000.0)
                 elif isinstance(event, Ticker):
@@ -551,9 +594,18 @@ class BotRuntime:
 
     # ---- status ---------------------------------------------------------------------------------
 
+    def feed_counts(self) -> tuple[int, int, int]:
+        """(connections, connected, messages): cheap counters for the status line and health
+        probes (the feed's full metrics sort every latency reservoir)."""
+        conns = self.feed.connections if self.feed is not None else ()
+        return len(conns), sum(1 for c in conns if c.connected), sum(c.metrics.messages for c in conns)
+
     def status_line(self) -> str:
-        feed = self.feed.metrics()["totals"] if self.feed else {}
-        rate = feed.get("msgs_per_s") or 0.0
+        _, _, messages = self.feed_counts()
+        now = time.monotonic()
+        last_t, last_n = self._rate_mark
+        rate = (messages - last_n) / (now - last_t) if now > last_t else 0.0
+        self._rate_mark = (now, messages)
         approved = self.m_signals.get(decision="approved")
         total_signals = sum(self.m_signals.values.values())
         open_pos = len(self.positions.positions())
@@ -616,6 +668,8 @@ class BotRuntime:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.store.aclose(), 3.0)
+        if self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
         self.state = "stopped"
         log.info(EVENTS.BOT_STOPPED)
         self._print("bybit-bot stopped")
