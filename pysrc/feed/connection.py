@@ -2,23 +2,27 @@
 
 Life of a connection (:meth:`FeedConnection.run`, until :meth:`close`):
 
-1. connect (aiohttp, ``connect_timeout``); on failure wait the backoff delay and try again;
+1. connect (``connect_timeout``); on failure wait the backoff delay and try again;
 2. ``on_connect`` (the feed resets every book of this connection: whatever the books held is
    unusable until a fresh snapshot arrives), then subscribe every topic (``req_id`` per request,
    state per topic from the acks, see :mod:`pysrc.feed.subscriptions`);
 3. three tasks run until one of them ends the session:
 
-   * the **reader** hands every frame to the pipeline as raw bytes (``decode_text=False``: the
-     engine reads bytes, so no UTF-8 decode in Python); it never awaits anything but the socket;
+   * the **reader** hands every frame to the pipeline as raw bytes (the engine reads bytes, so
+     no UTF-8 decode in Python). With the ``native`` transport (the default,
+     :mod:`pysrc.feed.wsproto`) it is not a task at all: the protocol calls the pipeline
+     synchronously from ``data_received`` for every message of a socket read, and the session
+     only awaits the end of the socket. With the ``aiohttp`` transport (the fallback) it is a
+     task awaiting ``ws.receive()`` (``decode_text=False``), one event-loop wake-up per message;
    * the **writer** sends queued requests (subscribe, unsubscribe, ping) one at a time, so a slow
      socket write never stalls the reader;
    * the **keeper** sends the JSON ping every ``ping_interval`` (Bybit: 20 s), declares the socket
      dead when a ping got neither a pong nor any other frame within ``pong_timeout``, declares it
      stalled when subscribed data stopped for ``silence_timeout`` (pongs may still come on a
      stalled stream), and sends subscription retries;
-4. close the socket, ``on_disconnect`` (books reset again and consumers notified), log the reason,
-   wait the backoff delay (jittered; reset once a session lasted ``stable_after`` seconds), and go
-   back to 1.
+4. stop delivering frames, close the socket, ``on_disconnect`` (books reset again and consumers
+   notified), log the reason, wait the backoff delay (jittered; reset once a session lasted
+   ``stable_after`` seconds), and go back to 1.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 import aiohttp
 import orjson
@@ -37,8 +42,13 @@ from pysrc.feed.backoff import Backoff
 from pysrc.feed.metrics import ConnectionMetrics
 from pysrc.feed.pipeline import FramePipeline
 from pysrc.feed.subscriptions import FAILED, Request, SubscriptionTracker
+from pysrc.feed.wsproto import WebSocketClient
+from pysrc.feed.wsproto import connect as ws_connect
 
 log = logging.getLogger("pysrc.feed.connection")
+
+Transport: TypeAlias = Literal["native", "aiohttp"]
+TRANSPORTS: tuple[Transport, ...] = ("native", "aiohttp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +69,18 @@ class ConnectionSettings:
     """Keeper period: watchdog resolution, in seconds."""
     max_msg_size: int = 64 * 1024 * 1024
     max_args_per_request: int | None = 10
+    transport: Transport = "native"
+    """``native``: :mod:`pysrc.feed.wsproto`, frames handed to the pipeline inside the socket
+    read (lower and flatter latency under bursts). ``aiohttp``: the aiohttp client, one task
+    wake-up per frame (kept as a fallback)."""
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.pong_timeout <= 0 or self.tick <= 0:
             raise ValueError("ping_interval, pong_timeout and tick must be > 0")
         if self.silence_timeout is not None and self.silence_timeout <= 0:
             raise ValueError("silence_timeout must be > 0 or None")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {self.transport!r}")
 
 
 class FeedConnection:
@@ -77,7 +93,7 @@ class FeedConnection:
         symbols: Sequence[str],
         topics: Sequence[str],
         *,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         pipeline: FramePipeline,
         settings: ConnectionSettings,
         backoff: Backoff,
@@ -100,6 +116,8 @@ class FeedConnection:
         )
         self.topics: tuple[str, ...] = tuple(topics)
         self._data_topics = bool(self.topics)
+        if settings.transport == "aiohttp" and session is None:
+            raise ValueError("the aiohttp transport needs an aiohttp session")
         self._session = session
         self._pipeline = pipeline
         self._settings = settings
@@ -187,10 +205,15 @@ class FeedConnection:
             await self._wait_backoff()
         self.state = "closed"
 
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse[bool] | None:
+    async def _connect(self) -> WebSocketClient | aiohttp.ClientWebSocketResponse[bool] | None:
         s = self._settings
         try:
             async with asyncio.timeout(s.connect_timeout):
+                if s.transport == "native":
+                    # TLS for wss:// with the system CAs; no extensions offered (Bybit's frames
+                    # are small JSON, and permessage-deflate would cost more CPU than it saves).
+                    return await ws_connect(self.url, max_msg_size=s.max_msg_size)
+                assert self._session is not None
                 return await self._session.ws_connect(
                     self.url,
                     autoping=True,
@@ -200,6 +223,7 @@ class FeedConnection:
                     decode_text=False,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # OSError includes wsproto's HandshakeError (a ConnectionError).
             self.metrics.connect_failures += 1
             log.warning("%s: connect to %s failed: %r", self.name, self.url, exc)
             return None
@@ -212,7 +236,7 @@ class FeedConnection:
         log.info("%s: next connect attempt in %.2fs (attempt %d)", self.name, delay, self.backoff.attempts)
         await asyncio.sleep(delay)
 
-    async def _session_loop(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> str:
+    async def _session_loop(self, ws: WebSocketClient | aiohttp.ClientWebSocketResponse[bool]) -> str:
         now = self._clock()
         m = self.metrics
         m.connects += 1
@@ -226,9 +250,17 @@ class FeedConnection:
         self.state = "connected"
         log.info("%s: connected to %s (%d symbols, %d topics)", self.name, self.url, len(self.symbols), len(self.topics))
         self._on_connect(self)
+        reader: Coroutine[None, None, str]
+        if isinstance(ws, WebSocketClient):
+            # After on_connect (books reset) and before the first subscription: from here on every
+            # message goes to the pipeline inside the socket read.
+            ws.start(self._frame_handler())
+            reader = self._watch(ws)
+        else:
+            reader = self._read(ws)
         self._enqueue(self.tracker.subscribe_all())
         tasks = {
-            asyncio.create_task(self._read(ws), name=f"{self.name}-reader"),
+            asyncio.create_task(reader, name=f"{self.name}-reader"),
             asyncio.create_task(self._write(ws), name=f"{self.name}-writer"),
             asyncio.create_task(self._keep(), name=f"{self.name}-keeper"),
         }
@@ -236,6 +268,10 @@ class FeedConnection:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if isinstance(ws, WebSocketClient):
+                # The session is over (a watchdog, a failed send, cancellation): no frame may
+                # reach the books between now and on_disconnect, as with a cancelled reader task.
+                ws.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -251,19 +287,55 @@ class FeedConnection:
         self.metrics.last_disconnect_reason = reason
         return reason
 
-    async def _teardown(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    async def _teardown(self, ws: WebSocketClient | aiohttp.ClientWebSocketResponse[bool]) -> None:
         was_connected = self.state == "connected"
         self.state = "disconnected"
         self._outbox = None
         with contextlib.suppress(Exception):
-            # ws_close bounds the close handshake, so a dead peer cannot hold us here.
-            await asyncio.shield(ws.close())
+            # The close handshake is bounded by close_timeout (ws_close for aiohttp), so a dead
+            # peer cannot hold us here.
+            if isinstance(ws, WebSocketClient):
+                await asyncio.shield(ws.close(timeout=self._settings.close_timeout))
+            else:
+                await asyncio.shield(ws.close())
         if was_connected:
             self.metrics.disconnects += 1
             self.metrics.connected_at = None
             self._on_disconnect(self)
 
     # ---- session tasks ---------------------------------------------------------------------------
+
+    def _frame_handler(self) -> Callable[[bytes], None]:
+        """The native transport's per-message callback: what :meth:`_read` does per message,
+        called synchronously by the protocol. A closure over locals, because it runs for every
+        frame and attribute lookups on ``self`` are the larger part of its own cost."""
+        on_frame = self._pipeline.on_frame
+        dead = self._pipeline.dead_letters
+        clock = self._clock
+        m = self.metrics
+        name = self.name
+
+        def on_message(data: bytes) -> None:
+            now = clock()
+            m.messages += 1
+            m.bytes += len(data)
+            m.last_rx = now
+            try:
+                if on_frame(self, data):
+                    m.last_data = now
+            except Exception as exc:  # a bug must not end the connection: record and go on
+                log.exception("%s: frame handler failed", name)
+                dead.put(name, data, f"internal error: {exc!r}")
+
+        return on_message
+
+    async def _watch(self, ws: WebSocketClient) -> str:
+        """The native transport's reader task: nothing to read, only the end to wait for."""
+        info = await ws.wait_closed()
+        if info.error is None:
+            detail = f": {info.reason}" if info.reason else ""
+            return f"closed by peer (code {info.code}{detail})"
+        return f"socket error: {info.reason} ({info.error!r})"
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> str:
         receive = ws.receive
@@ -293,13 +365,17 @@ class FeedConnection:
             elif kind is aiohttp.WSMsgType.ERROR:
                 return f"socket error: {ws.exception()!r}"
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> str:
+    async def _write(self, ws: WebSocketClient | aiohttp.ClientWebSocketResponse[bool]) -> str:
         outbox = self._outbox
         assert outbox is not None
         while True:
             text = await outbox.get()
             try:
-                await ws.send_str(text)
+                if isinstance(ws, WebSocketClient):
+                    ws.send_text(text)
+                    await ws.drain()  # a full socket buffer holds the writer, never the reader
+                else:
+                    await ws.send_str(text)
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
                 return f"send failed: {exc!r}"
 
@@ -353,4 +429,4 @@ class FeedConnection:
         return out
 
 
-__all__ = ["ConnectionSettings", "FeedConnection"]
+__all__ = ["TRANSPORTS", "ConnectionSettings", "FeedConnection", "Transport"]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 
 from pysrc.feed.backoff import Backoff
-from pysrc.feed.connection import ConnectionSettings, FeedConnection
+from pysrc.feed.connection import ConnectionSettings, FeedConnection, Transport
 from pysrc.exchange.deadletter import DeadLetterSink, MemoryDeadLetters
 from pysrc.feed.metrics import SymbolMetrics
 from pysrc.feed.pipeline import FramePipeline
@@ -75,6 +75,7 @@ class PublicFeed:
         resync_max_interval: float = 30.0,
         resync_cooldown: float = 60.0,
         trade_events: bool = True,
+        transport: Transport = "native",
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], float] | None = None,
@@ -86,8 +87,10 @@ class PublicFeed:
         (1, 50, 200 or 1000). ``topics``: kinds among ``orderbook, publicTrade, tickers, kline``.
         ``backoff``: factory of one :class:`Backoff` per connection (reconnect delays).
         ``snapshot_timeout``: a subscribed book still without a snapshot after this many seconds
-        is resynced. ``session``: an aiohttp session to use (not closed by the feed); by default
-        the feed opens and closes its own. The other timings are described in
+        is resynced. ``transport``: ``"native"`` (default; :mod:`pysrc.feed.wsproto`, frames applied
+        inside the socket read) or ``"aiohttp"`` (the fallback). ``session``: an aiohttp session
+        for the aiohttp transport (not closed by the feed); by default the feed opens and closes
+        its own. The other timings are described in
         :class:`ConnectionSettings` and ``docs/connectivity-feed.md``.
         """
         if engine.exchange != "bybit":
@@ -111,6 +114,7 @@ class PublicFeed:
             stable_after=stable_after,
             tick=tick,
             max_args_per_request=max_args_per_request,
+            transport=transport,
         )
         self._backoff_factory = backoff
         self._snapshot_timeout = snapshot_timeout
@@ -157,7 +161,7 @@ class PublicFeed:
         if self._closed:
             raise RuntimeError("feed is closed")
         self._started = True
-        if self._session is None:
+        if self._session is None and self._settings.transport == "aiohttp":
             self._session = aiohttp.ClientSession()
         for index, group in enumerate(self._plan):
             topics = [t for s in group for t in self.topic_set.for_symbol(s)]
