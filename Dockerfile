@@ -21,8 +21,12 @@ RUN useradd --create-home --uid 10001 bot
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER bot
-# The working directory holds no pysrc/ folder, so the installed package is what runs.
+# The working directory holds no pysrc/ folder, so the installed package is what runs. The API
+# listens on every interface inside the container (publish it with -p 8000:8000); state lives in
+# /home/bot/data (mount a volume there to keep it).
 WORKDIR /home/bot
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "from pysrc import _native; _native.BookEngine('bybit')" || exit 1
+ENV BOT_API_HOST=0.0.0.0 BOT_DATA_DIR=/home/bot/data
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)" || exit 1
 ENTRYPOINT ["python", "-m", "pysrc.bot"]
