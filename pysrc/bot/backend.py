@@ -526,6 +526,7 @@ class RuntimeBackend:
         return {"status": overall, "components": comps}
 
     async def metrics_text(self) -> str:
+        self.rt.refresh_metrics()
         return self.rt.metrics.render()
 
     async def audit(self, actor: str, action: str, params: Mapping[str, Any], *, ok: bool,

@@ -186,6 +186,16 @@ class BotRuntime:
                 fn=lambda: float(self.feed.metrics()["totals"]["connected"]) if self.feed else 0.0)
         m.gauge("bot_kill_switch_engaged", "1 while the kill switch holds trading",
                 fn=lambda: float(bool(self.orders and self.orders.halted)))
+        self.m_order_states = m.counter("bot_order_transitions_total", "Order state transitions", ["to_state"])
+        self.m_positions_opened = m.counter("bot_positions_opened_total", "Positions opened")
+        self.m_positions_closed = m.counter("bot_positions_closed_total", "Positions closed", ["result"])
+        self.m_pnl = m.gauge("bot_realised_pnl_usdt", "Net realised PnL of positions closed since start")
+        m.gauge("bot_win_rate", "Share of positions closed since start with a positive net PnL", fn=self._win_rate)
+        m.gauge("bot_active_positions", "Positions under management", fn=lambda: float(len(self.positions.positions())))
+        m.gauge("bot_reconciliation_discrepancies", "Discrepancies found by the last reconciliation",
+                fn=self._last_discrepancies)
+        self.m_breaker = m.gauge("bot_circuit_breaker_open", "1 while an endpoint group's breaker is not closed",
+                                 ["group"])
 
     def decision_latency_ms(self) -> dict[str, float | int | None]:
         """Exchange timestamp to strategies evaluated, over the most recent book updates (ms;
@@ -209,6 +219,25 @@ class BotRuntime:
             t0 = time.perf_counter()
             await asyncio.sleep(0.05)
             self.m_lag.observe(max(time.perf_counter() - t0 - 0.05, 0.0))
+
+    def _win_rate(self) -> float:
+        won = self.m_positions_closed.get(result="win")
+        total = won + self.m_positions_closed.get(result="loss")
+        return won / total if total else 0.0
+
+    def _last_discrepancies(self) -> float:
+        report = self.orders.last_reconciliation if self.orders is not None else None
+        return float(len(report.discrepancies)) if report is not None else 0.0
+
+    def refresh_metrics(self) -> None:
+        """Values owned by other components, copied in just before /metrics renders."""
+        board: dict[str, Any] = {}
+        for source in (self.rest, getattr(self.venue, "rest", None)):
+            if source is not None:
+                board.update(source.snapshot().get("breakers", {}))
+        for group, snap in board.items():
+            state = snap.get("state") if isinstance(snap, dict) else str(snap)
+            self.m_breaker.set(0.0 if state == "closed" else 1.0, group=group)
 
     def _symbols_live(self) -> float:
         return float(sum(1 for s in self.symbols if self.feed is not None and self.feed.is_usable(s)))
@@ -573,6 +602,14 @@ class BotRuntime:
 
     async def _on_execution_event(self, event: Any) -> None:
         name = type(event).__name__
+        if name == "OrderTransitioned":
+            self.m_order_states.inc(to_state=str(event.to_state))
+        elif name == "PositionOpened":
+            self.m_positions_opened.inc()
+        elif name == "PositionClosed":
+            net = Decimal(str(event.net_pnl))
+            self.m_positions_closed.inc(result="win" if net > 0 else "loss")
+            self.m_pnl.set(self.m_pnl.get() + float(net))
         if name in ("PositionOpened", "PositionChanged", "PositionClosed"):
             data = event.to_dict() if hasattr(event, "to_dict") else {"event": name}
             await self.publish("position_update", data, getattr(event, "symbol", None))

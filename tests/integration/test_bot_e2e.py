@@ -148,6 +148,10 @@ def test_the_bot_end_to_end(bot_dirs: tuple[Path, Path]) -> None:
         wait_until("no positions", lambda: not bot.get("/api/positions"))
         assert bot.get("/api/trading/risk-status")["kill_switch"] is True
         assert bot.get("/api/trading/orders/e2e-rest-2")["status"] == "CANCELLED"
+        metrics = bot.http.get("/metrics").text
+        for name in ("bot_positions_opened_total", "bot_positions_closed_total", "bot_order_transitions_total",
+                     "bot_circuit_breaker_open", "bot_kill_switch_engaged 1", "bot_exchange_to_decision_seconds"):
+            assert name in metrics, name
         status = bot.get("/api/bot/status")
         assert status["trading"] is False and status["kill_switch"] is True
         orders_before = {o["client_order_id"]: o["status"] for o in bot.get("/api/trading/orders", params={"limit": 1000})}
