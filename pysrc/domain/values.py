@@ -22,6 +22,11 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import Enum
 from typing import Any
 
+from pysrc.decimals import (  # re-exported: the domain's money type
+    optional_decimal,
+    to_decimal,
+)
+
 EXACT = Context(
     prec=60,
     rounding=ROUND_HALF_EVEN,
@@ -36,34 +41,6 @@ the result never depends on the caller's thread-local context (replay must compu
 as the original run)."""
 
 ZERO = Decimal(0)
-
-
-def to_decimal(value: object, name: str = "value") -> Decimal:
-    """``Decimal`` from a ``Decimal``, ``int`` or numeric string; a ``float`` or a non-finite value
-    raises (money is exact)."""
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, bool):
-        raise TypeError(f"{name}={value!r}: a bool is not a number")
-    elif isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except decimal.InvalidOperation:
-            raise ValueError(f"{name}={value!r} is not a decimal number") from None
-    else:
-        raise TypeError(f"{name}={value!r}: pass Decimal, int or str (money is exact, never float)")
-    if not d.is_finite():
-        raise ValueError(f"{name}={value!r} is not finite")
-    return d
-
-
-def optional_decimal(value: object, name: str = "value") -> Decimal | None:
-    """Like :func:`to_decimal`, but ``None`` and ``""`` (Bybit's "no value") give ``None``."""
-    if value is None or value == "":
-        return None
-    return to_decimal(value, name)
 
 
 def add(a: Decimal, b: Decimal) -> Decimal:

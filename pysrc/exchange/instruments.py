@@ -25,9 +25,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import Enum
 from typing import Any
+
+from pysrc.decimals import to_decimal
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +56,7 @@ class UnknownInstrument(KeyError):
     """No instrument with that symbol (after a refresh)."""
 
 
-def _dec(value: Any, name: str = "value") -> Decimal:
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, (str, int)) and not isinstance(value, bool):
-        try:
-            d = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{name}: not a decimal number: {value!r}") from None
-    else:
-        raise TypeError(f"{name}: pass Decimal, str or int, not {type(value).__name__} (money is exact)")
-    if not d.is_finite():
-        raise ValueError(f"{name}: not finite: {value!r}")
-    return d
+_dec = to_decimal
 
 
 def _opt_dec(value: Any) -> Decimal | None:

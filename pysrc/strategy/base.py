@@ -21,11 +21,12 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from pysrc.decimals import to_decimal
 from pysrc.domain.values import Side  # one Side for signals, orders and positions
 
 # --------------------------------------------------------------------------------------------
@@ -38,25 +39,6 @@ class SignalKind(str, Enum):
     IMBALANCE = "imbalance"
     CLUSTER_BREAKOUT = "cluster_breakout"
     ABSORPTION = "absorption"
-
-
-def to_decimal(value: Decimal | str | int, name: str = "value") -> Decimal:
-    """Exact decimal from a Decimal, a decimal string or an int. Floats are refused: a price that
-    went through binary floating point is no longer the exchange's price."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: a bool is not a number")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, (str, int)):
-        try:
-            d = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{name}: not a decimal number: {value!r}") from None
-    else:
-        raise TypeError(f"{name}: pass Decimal, str or int, not {type(value).__name__} (money is exact)")
-    if not d.is_finite():
-        raise ValueError(f"{name}: not finite: {value!r}")
-    return d
 
 
 @dataclass(frozen=True, slots=True)
