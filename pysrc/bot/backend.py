@@ -455,16 +455,19 @@ class RuntimeBackend:
             self.rt.strategies.update_parameters(name, params)
         except ParameterError as exc:
             raise Invalid(exc.key, str(exc)) from exc
+        self.rt.save_overrides()
         return self._strategy_row(name)
 
     async def enable_strategy(self, name: str) -> Json:
         self._strategy_row(name)
         self.rt.strategies.enable(name)
+        self.rt.save_overrides()
         return self._strategy_row(name)
 
     async def disable_strategy(self, name: str) -> Json:
         self._strategy_row(name)
         self.rt.strategies.disable(name)
+        self.rt.save_overrides()
         return self._strategy_row(name)
 
     # ---- configuration ----------------------------------------------------------------------------
@@ -477,6 +480,7 @@ class RuntimeBackend:
             self.rt.risk.update_sizing(values)
         except RiskConfigError as exc:
             raise Invalid(exc.key, str(exc)) from exc
+        self.rt.save_overrides()
         return await self.get_sizing()
 
     async def get_risk(self) -> Json:
@@ -487,6 +491,7 @@ class RuntimeBackend:
             self.rt.risk.update_limits(values)
         except RiskConfigError as exc:
             raise Invalid(exc.key, str(exc)) from exc
+        self.rt.save_overrides()
         return await self.get_risk()
 
     # ---- health, metrics, audit, events -----------------------------------------------------------

@@ -39,11 +39,11 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         try:
             await runtime.start()
-        except ConfigError:
-            raise
         except Exception as exc:
+            await runtime.stop()  # whatever started before the failure stops again
+            if isinstance(exc, ConfigError):
+                raise
             print(f"bybit-bot: start-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            await runtime.stop()
             return 1
         await runtime.wait_stopped()
         await runtime.stop()

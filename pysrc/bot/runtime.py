@@ -39,7 +39,7 @@ from pysrc.analytics import FeatureReader
 from pysrc.api.auth import AuthStore
 from pysrc.book import BookEngine
 from pysrc.bot.simchild import SimChild
-from pysrc.config import Config
+from pysrc.config import Config, ConfigError
 from pysrc.exchange.bybit.environments import DEMO, MAINNET, TESTNET
 from pysrc.exchange.bybit.rest import BybitRest
 from pysrc.exchange.instruments import Instrument
@@ -57,12 +57,13 @@ from pysrc.risk import (
     OpenPosition,
     PortfolioState,
     Rejected,
+    RiskConfigError,
     RiskLimits,
     RiskManager,
 )
 from pysrc.store.bundle import Store, open_store
 from pysrc.store.servers import default_data_dir
-from pysrc.strategy import MarketData, OrderBookScalper, Signal, StrategyManager
+from pysrc.strategy import MarketData, OrderBookScalper, ParameterError, Signal, StrategyManager
 from pysrc.strategy.scanner import MarketScanner
 
 log = get_logger("pysrc.bot")
@@ -77,6 +78,14 @@ class Endpoints:
     rest: str
     ws_public: str
     ws_private: str
+
+
+def _jsonable(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _jsonable(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_jsonable(v) for v in tree]
+    return str(tree) if isinstance(tree, Decimal) else tree
 
 
 def resolve_data_dir(config: Config, override: Path | None) -> Path:
@@ -149,9 +158,14 @@ class BotRuntime:
         self.killswitch: KillSwitchExecutor | None = None
         self.loss_monitor: DailyLossMonitor | None = None
         self.strategies = StrategyManager()
-        self.risk = RiskManager(
-            RiskLimits.from_mapping(config["risk_limits"]) if config["risk_limits"] else RiskLimits()
-        )
+        try:
+            limits = RiskLimits.from_mapping(config["risk_limits"]) if config["risk_limits"] else RiskLimits()
+        except RiskConfigError as exc:
+            raise ConfigError(f"risk_limits.{exc.key}", str(exc).split(": ", 1)[-1]) from exc
+        self.risk = RiskManager(limits)
+        self._overrides_path = self.data_dir / "settings_overrides.json"
+        self._register_strategies()
+        self._apply_overrides()
         self.positions = PositionManager(PositionRules())
         self.scanner = MarketScanner()
         self._server: Any = None
@@ -341,8 +355,6 @@ class BotRuntime:
                                              kill_switch=self.risk.kill_switch)
         self._spawn(self.loss_monitor.run(5.0), "daily-loss-monitor")
 
-        scalper = OrderBookScalper(self.config["strategies"].get("orderbook_scalper", {}).get("params", {}))
-        self.strategies.register(scalper, enabled=bool(self.config["strategies"].get("orderbook_scalper", {}).get("enabled", True)))
         await self._restore_positions()
         for symbol in self.symbols:
             self._pipelines.append(asyncio.create_task(self._pipeline(symbol), name=f"pipeline-{symbol}"))
@@ -360,6 +372,50 @@ class BotRuntime:
         gc.collect()
         gc.freeze()  # long-lived objects out of the collector's way (fewer tail-latency stalls)
         log.info(EVENTS.BOT_STARTED, mode=self.mode, symbols=len(self.symbols), api=self.api_url)
+
+    def _register_strategies(self) -> None:
+        section = self.config["strategies"]
+        unknown = sorted(set(section) - {"orderbook_scalper"})
+        if unknown:
+            raise ConfigError(f"strategies.{unknown[0]}", "unknown strategy (known: orderbook_scalper)")
+        entry = section.get("orderbook_scalper") or {}
+        if not isinstance(entry, dict) or set(entry) - {"enabled", "params"}:
+            raise ConfigError("strategies.orderbook_scalper", "expected {enabled: bool, params: {...}}")
+        try:
+            scalper = OrderBookScalper(entry.get("params") or {})
+        except ParameterError as exc:
+            raise ConfigError(f"strategies.orderbook_scalper.params.{exc.key}", str(exc).split(": ", 1)[-1]) from exc
+        self.strategies.register(scalper, enabled=bool(entry.get("enabled", True)))
+
+    # ---- settings changed at run time (API) survive restarts ------------------------------------
+
+    def save_overrides(self) -> None:
+        """Strategy parameters and switches, risk limits and sizing as changed through the API,
+        written atomically to the data directory and applied over the configuration at start."""
+        body = {
+            "strategies": {row["name"]: {"enabled": row["enabled"], "params": row["parameters"]}
+                           for row in self.strategies.status()},
+            "risk": _jsonable(self.risk.limits.to_dict()),
+            "sizing": _jsonable(self.risk.sizing.to_dict()),
+        }
+        tmp = self._overrides_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=1))
+        os.replace(tmp, self._overrides_path)
+
+    def _apply_overrides(self) -> None:
+        if not self._overrides_path.is_file():
+            return
+        saved = json.loads(self._overrides_path.read_text())
+        for name, entry in saved.get("strategies", {}).items():
+            if name not in self.strategies.names():
+                continue
+            with contextlib.suppress(Exception):  # a parameter the code no longer knows is dropped
+                self.strategies.update_parameters(name, entry.get("params", {}))
+            (self.strategies.enable if entry.get("enabled", True) else self.strategies.disable)(name)
+        with contextlib.suppress(Exception):
+            self.risk.update_limits(saved.get("risk", {}))
+        with contextlib.suppress(Exception):
+            self.risk.update_sizing(saved.get("sizing", {}))
 
     async def _start_api(self) -> None:
         import uvicorn
@@ -457,7 +513,14 @@ class BotRuntime:
                     if paper is not None:
                         paper.on_trades(event)
                     for t in event.trades:
-                        self.scanner.update(symbol, Decimal(t.price), Decimal(t.size), ts=t.time / 1000.0)
+                        boom = self.scanner.update(symbol, Decimal(t.price), Decimal(t.size), ts=t.time / 1000.0)
+                        if boom is not None:
+                            log.warning(EVENTS.ALERT, kind="explosion", symbol=symbol, direction=boom.direction,
+                                        price_change=boom.price_change, volume_multiple=boom.volume_multiple)
+                            await self.publish("alert", {"level": "warning", "event": "explosion",
+                                                         "message": f"{symbol} {boom.direction} "
+                                                         f"{boom.price_change:+.2%} on {boom.volume_multiple:.1f}x volume"},
+                                               symbol)
                 elif isinstance(event, Ticker):
                     self.tickers[symbol] = dict(event.state)
             except asyncio.CancelledError:
@@ -648,7 +711,8 @@ class BotRuntime:
         open_pos = len(self.positions.positions())
         return (f"[{time.strftime('%H:%M:%S')}] live {int(self._symbols_live())}/{len(self.symbols)} "
                 f"| {rate:,.0f} msg/s | signals {int(total_signals)} (orders {int(approved)}) "
-                f"| positions {open_pos} | trading {'on' if self.trading else 'off'}")
+                f"| positions {open_pos} | realised PnL {self.m_pnl.get():+,.2f} USDT "
+                f"| trading {'on' if self.trading else 'off'}")
 
     async def _status_loop(self) -> None:
         while True:

@@ -155,6 +155,11 @@ def test_the_bot_end_to_end(bot_dirs: tuple[Path, Path]) -> None:
         status = bot.get("/api/bot/status")
         assert status["trading"] is False and status["kill_switch"] is True
         orders_before = {o["client_order_id"]: o["status"] for o in bot.get("/api/trading/orders", params={"limit": 1000})}
+        # Settings changed at run time survive the restart.
+        changed = bot.http.put("/api/strategies/orderbook_scalper/params", json={"min_confidence": 0.6})
+        assert changed.status_code == 200, changed.text
+        bad = bot.http.put("/api/config/risk", json={"max_daily_loss": "0.9"})
+        assert bad.status_code == 422 and "max_daily_loss" in bad.text
 
         code, took = bot.stop()
         assert code == 0, "\n".join(bot.lines[-30:])
@@ -169,6 +174,7 @@ def test_the_bot_end_to_end(bot_dirs: tuple[Path, Path]) -> None:
         assert orders_after == orders_before
         assert bot.get("/api/positions") == []
         assert bot.get("/api/trading/risk-status")["kill_switch"] is True
+        assert bot.get("/api/strategies/orderbook_scalper")["parameters"]["min_confidence"] == 0.6
         released = bot.http.post("/api/trading/kill-switch/release", json={"reason": "e2e done"})
         assert released.status_code == 200 and released.json()["kill_switch"] is False
         code, _ = bot.stop()
