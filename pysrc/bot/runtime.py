@@ -48,7 +48,7 @@ from pysrc.execution.model import OrderIntent
 from pysrc.execution.paper import PaperVenue
 from pysrc.execution.service import OrderService
 from pysrc.execution.venue import BybitVenue, Venue
-from pysrc.feed import BookUpdated, PublicFeed, Ticker, Trades
+from pysrc.feed import PublicFeed, Ticker, Trades
 from pysrc.obs.log import EVENTS, configure, get_logger, new_trace_id, trace
 from pysrc.obs.metrics import Registry
 from pysrc.positions import PositionManager, PositionRules
@@ -71,6 +71,10 @@ log = get_logger("pysrc.bot")
 SIM_API_KEY = "paper-local-key"
 SIM_API_SECRET = "paper-local-secret"  # the local exchange's own simulated account, loopback only
 SIGNAL_HISTORY = 500
+OVERLOAD_LAG_S = 0.02
+"""An event loop waking up this late means the bot is behind: lower-priority symbols are
+evaluated less often until it catches up."""
+DEFERRED_EVAL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,11 @@ class BotRuntime:
         self._paper_path = self.data_dir / "paper_state.json"
         self._paper_dirty = asyncio.Event()
         self._decide = asyncio.Lock()
+        self._last_eval: dict[str, float] = {}
+        self._last_market_event: dict[str, float] = {}
+        self._overloaded = False
+        self._priority: set[str] = set()
+        self._deferred = 0
         self._rate_mark = (time.monotonic(), 0)
         # components (set in start)
         self.auth: AuthStore | None = None
@@ -167,7 +176,7 @@ class BotRuntime:
         self._register_strategies()
         self._apply_overrides()
         self.positions = PositionManager(PositionRules())
-        self.scanner = MarketScanner()
+        self.scanner = MarketScanner(clock=time.time)  # the tape is stamped with exchange time
         self._server: Any = None
 
     # ---- metrics ------------------------------------------------------------------------------
@@ -208,6 +217,10 @@ class BotRuntime:
         m.gauge("bot_active_positions", "Positions under management", fn=lambda: float(len(self.positions.positions())))
         m.gauge("bot_reconciliation_discrepancies", "Discrepancies found by the last reconciliation",
                 fn=self._last_discrepancies)
+        m.gauge("bot_overloaded", "1 while lower-priority symbols are evaluated less often",
+                fn=lambda: float(self._overloaded))
+        m.gauge("bot_deferred_evaluations", "Book updates whose evaluation was deferred under load",
+                fn=lambda: float(self._deferred))
         self.m_breaker = m.gauge("bot_circuit_breaker_open", "1 while an endpoint group's breaker is not closed",
                                  ["group"])
 
@@ -229,10 +242,21 @@ class BotRuntime:
             self.m_gc.observe(time.perf_counter() - self._gc_t0)
 
     async def _loop_lag_monitor(self) -> None:
+        """Event-loop lag, and from it the load state: overloaded when the last second's worst
+        late wake-up passed ``OVERLOAD_LAG_S``; the priority set (the most active symbols by the
+        scanner's ranking, exploding ones first) is refreshed every second."""
+        worst, since = 0.0, time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(0.05)
-            self.m_lag.observe(max(time.perf_counter() - t0 - 0.05, 0.0))
+            lag = max(time.perf_counter() - t0 - 0.05, 0.0)
+            self.m_lag.observe(lag)
+            worst = max(worst, lag)
+            if time.monotonic() - since >= 1.0:
+                self._overloaded = worst > OVERLOAD_LAG_S
+                keep = max(10, len(self.symbols) // 4)
+                self._priority = {a.symbol for a in self.scanner.ranking(self.symbols)[:keep]}
+                worst, since = 0.0, time.monotonic()
 
     def _win_rate(self) -> float:
         won = self.m_positions_closed.get(result="win")
@@ -332,7 +356,7 @@ class BotRuntime:
         self.feed = PublicFeed(endpoints.ws_public, self.engine, symbols=self.symbols, depth=feed["depth"],
                                topics=("orderbook", "publicTrade", "tickers"),
                                pairs_per_connection=feed["pairs_per_connection"],
-                               dead_letters=self.store.dead_letters)
+                               dead_letters=self.store.dead_letters, on_book_applied=self._on_book)
         await self.feed.start()
 
         if self.mode == "paper":
@@ -480,36 +504,53 @@ class BotRuntime:
 
     # ---- pipeline -------------------------------------------------------------------------------
 
+    def _on_book(self, symbol: str) -> None:
+        """Called by the feed right after a book message of ``symbol`` was applied, before the
+        next frame is read: the paper venue checks its resting orders, the strategies evaluate
+        the features the engine just updated, the position manager re-prices protection. Only
+        order placement leaves this path (in its own task), so a decision is taken within
+        microseconds of the book changing, without a queue and a task wake-up in between.
+
+        Under load (the event loop running late), symbols outside the most active ones are
+        evaluated at most every ``DEFERRED_EVAL_S``: their books stay exact, their decisions wait
+        a little, and the busiest markets keep the full rate."""
+        engine, reader = self.engine, self.reader
+        assert engine is not None and reader is not None
+        t0 = time.perf_counter()
+        if isinstance(self.venue, PaperVenue):
+            self.venue.on_book(symbol)
+        if not engine.is_live(symbol):
+            return
+        if self._overloaded and symbol not in self._priority:
+            if t0 - self._last_eval.get(symbol, 0.0) < DEFERRED_EVAL_S:
+                self._deferred += 1
+                return
+        self._last_eval[symbol] = t0
+        md = MarketData.from_engine(engine, reader, symbol)
+        for signal in self.strategies.on_update(symbol, md):
+            self._on_signal(signal, md)
+        if md.ts:
+            lag = max(time.time() - md.ts / 1000.0, 0.0)
+            self.m_e2d.observe(lag)
+            self.e2d_samples.append(lag)
+        self._manage_positions(symbol, md)
+        self.m_tick.observe(time.perf_counter() - t0)
+        if self.subscribers:
+            now = time.monotonic()
+            if now - self._last_market_event.get(symbol, 0.0) >= 0.25:
+                self._last_market_event[symbol] = now
+                self._spawn(self.publish("market_data", self._top(symbol), symbol), "publish-market")
+
     async def _pipeline(self, symbol: str) -> None:
-        """Book updates, trades and tickers of one symbol, in order: strategies, risk, orders,
-        position management; never blocked by order placement (that runs in its own task)."""
-        assert self.feed is not None and self.engine is not None and self.reader is not None
+        """Trades and tickers of one symbol, in order (book updates are handled in
+        :meth:`_on_book` as they are applied; their coalesced notifications are only drained)."""
+        assert self.feed is not None
         queue = self.feed.queue(symbol)
-        engine, reader, paper = self.engine, self.reader, self.venue if isinstance(self.venue, PaperVenue) else None
-        last_market_event = 0.0
+        paper = self.venue if isinstance(self.venue, PaperVenue) else None
         while True:
             event = await queue.get()
             try:
-                if isinstance(event, BookUpdated):
-                    t0 = time.perf_counter()
-                    if paper is not None:
-                        paper.on_book(symbol)
-                    if not engine.is_live(symbol):
-                        continue
-                    md = MarketData.from_engine(engine, reader, symbol)
-                    for signal in self.strategies.on_update(symbol, md):
-                        self._on_signal(signal, md)
-                    if md.ts:
-                        lag = max(time.time() - md.ts / 1000.0, 0.0)
-                        self.m_e2d.observe(lag)
-                        self.e2d_samples.append(lag)
-                    await self._manage_positions(symbol, md)
-                    self.m_tick.observe(time.perf_counter() - t0)
-                    now = time.monotonic()
-                    if self.subscribers and now - last_market_event >= 0.25:
-                        last_market_event = now
-                        await self.publish("market_data", self._top(symbol), symbol)
-                elif isinstance(event, Trades):
+                if isinstance(event, Trades):
                     if paper is not None:
                         paper.on_trades(event)
                     for t in event.trades:
@@ -623,7 +664,7 @@ class BotRuntime:
         log.info(EVENTS.SIGNAL_GENERATED, symbol=signal.symbol, side=signal.side.value,
                  order_link_id=view.order_link_id, state=view.state)
 
-    async def _manage_positions(self, symbol: str, md: MarketData) -> None:
+    def _manage_positions(self, symbol: str, md: MarketData) -> None:
         """Trailing stops, take-profits, partial closes and reversal exits for open positions."""
         managed = [p for p in self.positions.positions() if p.symbol == symbol]
         if not managed or md.mid is None:

@@ -70,8 +70,13 @@ class FramePipeline:
         on_break: Callable[[str, str], None],
         trade_events: bool = True,
         wall_ms: Callable[[], float] | None = None,
+        on_applied: Callable[[str], None] | None = None,
     ) -> None:
-        """``on_break(symbol, reason)`` is called for every book that now needs a resync."""
+        """``on_break(symbol, reason)`` is called for every book that now needs a resync.
+        ``on_applied(symbol)``, when given, is called synchronously right after a book message
+        was applied, before the next frame is read: the lowest-latency place to act on a book
+        (it must be quick and must not block; what it raises is logged and counted, never
+        allowed to stop the reader)."""
         from pysrc._core import native  # the compiled core, resolved once
 
         self._apply = engine.apply
@@ -83,6 +88,9 @@ class FramePipeline:
         self._on_break = on_break
         self._trade_events = trade_events
         self._wall_ms = wall_ms if wall_ms is not None else (lambda: time.time() * 1000.0)
+        self._on_applied = on_applied
+        self.hook_errors = 0
+        """Exceptions raised by ``on_applied`` (logged; the frame still counts as applied)."""
         self._tickers: dict[str, dict[str, Any]] = {}
         self.malformed = 0
         """Frames the engine refused."""
@@ -129,6 +137,12 @@ class FramePipeline:
             if ts is not None:
                 m.latency.add(self._wall_ms() - ts)
             self._queues[symbol].put_book()
+            if self._on_applied is not None:
+                try:
+                    self._on_applied(symbol)
+                except Exception:  # the hook's failure must never stop the reader
+                    self.hook_errors += 1
+                    log.exception("on_applied hook failed for %s", symbol)
         elif outcome == _STALE:
             m.stale += 1
         elif outcome == _WAITING:

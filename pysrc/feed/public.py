@@ -75,6 +75,7 @@ class PublicFeed:
         resync_max_interval: float = 30.0,
         resync_cooldown: float = 60.0,
         trade_events: bool = True,
+        on_book_applied: Callable[[str], None] | None = None,
         transport: Transport = "native",
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -131,6 +132,7 @@ class PublicFeed:
             on_break=self._on_break,
             trade_events=trade_events,
             wall_ms=wall_ms,
+            on_applied=on_book_applied,
         )
         self._resync = ResyncController(
             engine,

@@ -31,7 +31,8 @@ class Source:
 
 
 class Rig:
-    def __init__(self, features: bool = False, trade_events: bool = True) -> None:
+    def __init__(self, features: bool = False, trade_events: bool = True,
+                 on_applied: Callable[[str], None] | None = None) -> None:
         self.engine = BookEngine("bybit", features=features)
         self.queues = {s: SymbolQueue(s, 100) for s in ("BTCUSDT", "ETHUSDT")}
         self.metrics = {s: SymbolMetrics(s) for s in self.queues}
@@ -46,6 +47,7 @@ class Rig:
             on_break=lambda s, r: self.breaks.append((s, r)),
             trade_events=trade_events,
             wall_ms=lambda: 1_700_000_000_005.5,
+            on_applied=on_applied,
         )
 
     def feed(self, frame: bytes | str) -> bool:
@@ -178,3 +180,24 @@ def test_unusable_frames_go_to_dead_letters_and_the_feed_goes_on(
     assert letter.raw == frame and letter.source == "conn-test" and letter.error
     rig.feed(book_msg("BTCUSDT", "delta", 2, [["100", "3"]], []))
     assert rig.engine.levels("BTCUSDT", 1)[0] == [("100", "3")]
+
+
+def test_the_applied_hook_runs_after_each_applied_book_and_cannot_stop_the_reader(
+    book_msg: Callable[..., bytes],
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def hook(symbol: str) -> None:
+        # The book is already updated when the hook runs.
+        seen.append((symbol, rig.engine.levels(symbol, 1)[0][0][1]))
+        if len(seen) == 2:
+            raise RuntimeError("a strategy bug")
+
+    rig = Rig(on_applied=hook)
+    rig.feed(book_msg("BTCUSDT", "snapshot", 10, [["100", "1"]], [["101", "1"]]))
+    rig.feed(book_msg("BTCUSDT", "delta", 11, [["100", "2"]], []))
+    rig.feed(book_msg("BTCUSDT", "delta", 11, [["100", "9"]], []))  # stale: not applied, no call
+    rig.feed(book_msg("BTCUSDT", "delta", 12, [["100", "3"]], []))
+    assert seen == [("BTCUSDT", "1"), ("BTCUSDT", "2"), ("BTCUSDT", "3")]
+    assert rig.pipeline.hook_errors == 1
+    assert rig.metrics["BTCUSDT"].applied == 3
