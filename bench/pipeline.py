@@ -179,7 +179,7 @@ def report(r: dict[str, Any]) -> list[str]:
         f"  exchange-to-signal (every book update to strategies evaluated): p50 {e2s['p50']} ms, "
         f"p99 {e2s['p99']} ms ({e2s['samples']} samples)",
         f"  exchange-to-book in the same run (median over symbols): p50 {r['exchange_to_book_ms_p50_median']} ms, "
-        f"p99 {r['exchange_to_book_ms_p99_median']} ms; signal/book p50 ratio "
+        f"p99 {r['exchange_to_book_ms_p99_median']} ms (the feed's reservoirs include start-up); signal/book p50 ratio "
         + ("-" if ratio is None else f"{ratio:.2f}x"),
         f"  bot process: CPU {r['bot_cpu_share']:.1%} of one core, peak RSS {r['bot_peak_rss_mb']:.0f} MB",
         f"  API under load: {api['requests']} requests at {api['achieved_rate']:.0f}/s, p50 {api['p50_ms']:.2f} ms, "

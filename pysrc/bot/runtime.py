@@ -151,6 +151,7 @@ class BotRuntime:
         self._last_eval: dict[str, float] = {}
         self._last_market_event: dict[str, float] = {}
         self._overloaded = False
+        self._all_live = False
         self._priority: set[str] = set()
         self._deferred = 0
         self._rate_mark = (time.monotonic(), 0)
@@ -225,8 +226,9 @@ class BotRuntime:
                                  ["group"])
 
     def decision_latency_ms(self) -> dict[str, float | int | None]:
-        """Exchange timestamp to strategies evaluated, over the most recent book updates (ms;
-        the exchange stamps whole milliseconds, so each sample carries up to 1 ms of rounding)."""
+        """Exchange timestamp to strategies evaluated, over the most recent book updates since
+        every book first became live (ms; the exchange stamps whole milliseconds, so each sample
+        carries up to 1 ms of rounding)."""
         data = sorted(self.e2d_samples)
         n = len(data)
 
@@ -252,6 +254,11 @@ class BotRuntime:
             lag = max(time.perf_counter() - t0 - 0.05, 0.0)
             self.m_lag.observe(lag)
             worst = max(worst, lag)
+            if not self._all_live and self.symbols and self._symbols_live() == len(self.symbols):
+                # Start-up (every book's first snapshot arriving at once) is not steady state:
+                # the latency figures start when the last book has become live.
+                self._all_live = True
+                self.e2d_samples.clear()
             if time.monotonic() - since >= 1.0:
                 self._overloaded = worst > OVERLOAD_LAG_S
                 keep = max(10, len(self.symbols) // 4)
