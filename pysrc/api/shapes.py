@@ -9,13 +9,17 @@ float).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pysrc.domain.orders import Order
 from pysrc.domain.positions import Position
+
+if TYPE_CHECKING:
+    from pysrc.execution.model import OrderView, PositionView
 
 _SECRET_WORDS = ("secret", "password", "api_key", "token", "private_key")
 
@@ -110,6 +114,40 @@ def position_view(position: Position) -> dict[str, Any]:
         "closed_at": position.closed_at.isoformat() if position.closed_at else None,
         "close_reason": position.close_reason,
         "version": position.version,
+    }
+
+
+# ---- the same shapes from the execution layer's records (what the running bot stores) ----------
+
+
+def iso(v: datetime | None) -> str | None:
+    return None if v is None else v.isoformat()
+
+
+def order_record_view(v: OrderView) -> dict[str, Any]:
+    """The API's **order** from an :class:`~pysrc.execution.model.OrderView` (a stored row)."""
+    return {
+        "order_id": v.exchange_order_id, "client_order_id": v.order_link_id, "symbol": v.symbol,
+        "side": v.side, "order_type": v.order_type, "qty": dec(v.qty), "price": dec(v.price),
+        "status": v.state, "filled_qty": dec(v.filled_qty), "avg_fill_price": dec(v.avg_fill_price),
+        "fees": dec(v.fees), "reduce_only": v.reduce_only, "strategy": v.strategy or "",
+        "reason": v.error or "", "created_at": iso(v.created_at), "updated_at": iso(v.updated_at),
+        "version": v.version, "mode": v.mode, "time_in_force": v.time_in_force,
+    }
+
+
+def position_record_view(p: PositionView, managed: Any = None) -> dict[str, Any]:
+    """The API's **position** from a :class:`~pysrc.execution.model.PositionView`, with the
+    position manager's protection and trailing state (``managed``) when it tracks one."""
+    return {
+        "position_id": p.position_id, "symbol": p.symbol, "side": p.side, "status": p.state,
+        "size": dec(p.size), "entry_price": dec(p.entry_price), "mark_price": dec(p.mark_price),
+        "unrealised_pnl": dec(p.unrealised_pnl if p.unrealised_pnl is not None else Decimal(0)),
+        "realised_pnl": dec(p.realised_pnl), "fees": dec(p.fees),
+        "stop_loss": dec(getattr(managed, "stop_loss", None)),
+        "take_profit": dec(getattr(managed, "take_profit", None)),
+        "trailing": managed.to_dict() if managed is not None and hasattr(managed, "to_dict") else {},
+        "strategy": p.strategy or "", "opened_at": iso(p.opened_at), "version": 0,
     }
 
 

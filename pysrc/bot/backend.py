@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,9 @@ from pysrc.api.backend import (
     OrderFilters,
     Unavailable,
 )
-from pysrc.api.shapes import redact
+from pysrc.api.shapes import iso, redact
+from pysrc.api.shapes import order_record_view as order_json
+from pysrc.api.shapes import position_record_view as position_json
 from pysrc.domain.values import Side
 from pysrc.exchange.errors import ExchangeError
 from pysrc.execution.model import OrderIntent, OrderView, PositionView, TradingHalted
@@ -37,38 +38,6 @@ if TYPE_CHECKING:
     from pysrc.bot.runtime import BotRuntime
 
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED", "FAILED")
-
-
-def _dec(v: Decimal | None) -> str | None:
-    return None if v is None else str(v)
-
-
-def _iso(v: datetime | None) -> str | None:
-    return None if v is None else v.isoformat()
-
-
-def order_json(v: OrderView) -> Json:
-    return {
-        "order_id": v.exchange_order_id, "client_order_id": v.order_link_id, "symbol": v.symbol,
-        "side": v.side, "order_type": v.order_type, "qty": _dec(v.qty), "price": _dec(v.price),
-        "status": v.state, "filled_qty": _dec(v.filled_qty), "avg_fill_price": _dec(v.avg_fill_price),
-        "fees": _dec(v.fees), "reduce_only": v.reduce_only, "strategy": v.strategy or "",
-        "reason": v.error or "", "created_at": _iso(v.created_at), "updated_at": _iso(v.updated_at),
-        "version": v.version, "mode": v.mode, "time_in_force": v.time_in_force,
-    }
-
-
-def position_json(p: PositionView, managed: Any = None) -> Json:
-    return {
-        "position_id": p.position_id, "symbol": p.symbol, "side": p.side, "status": p.state,
-        "size": _dec(p.size), "entry_price": _dec(p.entry_price), "mark_price": _dec(p.mark_price),
-        "unrealised_pnl": _dec(p.unrealised_pnl if p.unrealised_pnl is not None else Decimal(0)),
-        "realised_pnl": _dec(p.realised_pnl), "fees": _dec(p.fees),
-        "stop_loss": _dec(getattr(managed, "stop_loss", None)),
-        "take_profit": _dec(getattr(managed, "take_profit", None)),
-        "trailing": managed.to_dict() if managed is not None and hasattr(managed, "to_dict") else {},
-        "strategy": p.strategy or "", "opened_at": _iso(p.opened_at), "version": 0,
-    }
 
 
 READ_CACHE_S = 0.25
@@ -115,12 +84,12 @@ class RuntimeBackend:
     async def _find_order(self, order_id: str) -> OrderView:
         svc = self._orders
         view = await svc.get(order_id)
-        if view is None:
-            for v in await svc.list_orders(limit=1000):
-                if v.exchange_order_id == order_id:
-                    return v  # type: ignore[no-any-return]
+        if view is not None:
+            return view  # type: ignore[no-any-return]
+        row = await svc.store.orders.get_by_exchange_id(svc.mode, order_id)
+        if row is None:
             raise NotFound(f"order {order_id}")
-        return view  # type: ignore[no-any-return]
+        return OrderView.from_row(row)
 
     # ---- bot ------------------------------------------------------------------------------------
 
@@ -213,7 +182,7 @@ class RuntimeBackend:
         history = await self.rt.store.orders.transitions(row.id) if row is not None else []  # type: ignore[union-attr]
         out["history"] = [
             {"version": getattr(t, "seq", None), "from_state": t.from_state, "to_state": t.to_state,
-             "event": t.event, "at": _iso(getattr(t, "at", None)), "metadata": dict(t.metadata or {})}
+             "event": t.event, "at": iso(getattr(t, "at", None)), "metadata": dict(t.metadata or {})}
             for t in history
         ]
         return out
@@ -554,5 +523,5 @@ class RuntimeBackend:
         return unsubscribe
 
 
-__all__ = ["RuntimeBackend", "order_json", "position_json"]
+__all__ = ["RuntimeBackend"]
 
