@@ -20,7 +20,7 @@ Vocabulary:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -271,3 +271,17 @@ class TransitionTable(Generic[S, E]):
                 cells.append("·" if t is None else ("=" if t is s else t.value))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
+
+
+E = TypeVar("E")
+
+
+def copy_entity(entity: E) -> E:
+    """An independent copy of a dataclass entity with a ``history`` list: fields are shared (they
+    are immutable values), the history list is copied (its records are immutable)."""
+    cls = type(entity)
+    clone = cls.__new__(cls)
+    for f in fields(entity):  # type: ignore[arg-type]
+        setattr(clone, f.name, getattr(entity, f.name))
+    clone.history = list(entity.history)  # type: ignore[attr-defined]
+    return clone

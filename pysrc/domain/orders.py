@@ -53,6 +53,7 @@ from pysrc.domain.fsm import (
     Rule,
     Transition,
     TransitionTable,
+    copy_entity,
     utc_now,
 )
 from pysrc.domain.ids import check_order_link_id
@@ -291,11 +292,7 @@ class Order:
 
     def copy(self) -> Order:
         """An independent copy (the history list is copied; its records are immutable)."""
-        clone = Order.__new__(Order)
-        for f in fields(Order):
-            setattr(clone, f.name, getattr(self, f.name))
-        clone.history = list(self.history)
-        return clone
+        return copy_entity(self)
 
     # ---- changing ------------------------------------------------------------------------------
 

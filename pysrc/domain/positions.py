@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -46,6 +46,7 @@ from pysrc.domain.fsm import (
     Rule,
     Transition,
     TransitionTable,
+    copy_entity,
     utc_now,
 )
 from pysrc.domain.values import (
@@ -252,11 +253,8 @@ class Position:
         self.mark_price = to_decimal(price, "mark price")
 
     def copy(self) -> Position:
-        clone = Position.__new__(Position)
-        for f in fields(Position):
-            setattr(clone, f.name, getattr(self, f.name))
-        clone.history = list(self.history)
-        return clone
+        """An independent copy (the history list is copied; its records are immutable)."""
+        return copy_entity(self)
 
     # ---- changing ------------------------------------------------------------------------------
 
