@@ -353,11 +353,19 @@ class Order:
         if event is _E.PARTIAL_FILL or event is _E.FILL:
             filled = self._dec(event, meta, K_FILLED_QTY)
             value = self._dec(event, meta, K_FILLED_VALUE)
-            if filled > self.qty:
-                raise self._refuse(event, f"over-fill: filled {filled} > qty {self.qty}")
+            qty = self.qty
+            if event is _E.FILL and K_QTY in meta:
+                # An amendment down to what is already filled completes the order in one step, so
+                # no live state ever holds filled == qty.
+                qty = self._dec(event, meta, K_QTY)
+                if qty != filled:
+                    raise self._refuse(event, f"a fill by amendment needs qty == filled, got {qty}")
+                ch["qty"] = qty
+            if filled > qty:
+                raise self._refuse(event, f"over-fill: filled {filled} > qty {qty}")
             if event is _E.FILL:
-                if filled != self.qty:
-                    raise self._refuse(event, f"fill needs filled == qty, got {filled} of {self.qty}")
+                if filled != qty:
+                    raise self._refuse(event, f"fill needs filled == qty, got {filled} of {qty}")
                 if filled < self.filled_qty:
                     raise self._refuse(event, "filled quantity would go backwards")
             elif not self.filled_qty < filled < self.qty:
@@ -380,8 +388,9 @@ class Order:
                 raise self._refuse(event, "an amendment needs qty or price")
             if K_QTY in meta:
                 qty = self._dec(event, meta, K_QTY)
-                if qty <= 0 or qty < self.filled_qty:
-                    raise self._refuse(event, f"amended qty {qty} below filled {self.filled_qty}")
+                if qty <= 0 or qty <= self.filled_qty:
+                    # Down to the filled quantity is a fill (``fill`` with ``qty``), not an amend.
+                    raise self._refuse(event, f"amended qty {qty} not above filled {self.filled_qty}")
                 ch["qty"] = qty
             if K_PRICE in meta:
                 price = self._dec(event, meta, K_PRICE)
@@ -515,14 +524,24 @@ def _amend(
     at: datetime | None,
     out: list[OrderTransition],
 ) -> None:
-    """Record an amendment the exchange shows. If it brought qty down to what is already filled,
-    the order is complete: ``fill`` follows at once, so no live state ever has nothing left."""
+    """Record an amendment the exchange shows. One that brings qty down to what is already filled
+    completes the order: it is recorded as ``fill`` carrying the new ``qty``, so no live state ever
+    has nothing left."""
     amend = _amend_meta(order, qty, price)
     if not amend:
         return
-    out.append(order.apply(_E.AMEND, at, {**context, **amend}))
-    if order.filled_qty == order.qty:
-        full = {**context, K_FILLED_QTY: str(order.filled_qty), K_FILLED_VALUE: str(order.filled_value)}
+    completes = K_QTY in amend and Decimal(amend[K_QTY]) == order.filled_qty
+    if completes:
+        new_qty = amend.pop(K_QTY)
+    if amend:
+        out.append(order.apply(_E.AMEND, at, {**context, **amend}))
+    if completes:
+        full = {
+            **context,
+            K_QTY: new_qty,
+            K_FILLED_QTY: str(order.filled_qty),
+            K_FILLED_VALUE: str(order.filled_value),
+        }
         out.append(order.apply(_E.FILL, at, full))
 
 
