@@ -52,9 +52,9 @@ def _pct(data: list[float], q: float) -> float | None:
 
 
 class BotProcess:
-    def __init__(self, symbols: int, data_dir: Path) -> None:
+    def __init__(self, symbols: int, data_dir: Path, phases: int = 5) -> None:
         cfg = data_dir.parent / "bench.yaml"
-        cfg.write_text(f"settings:\n  sim: {{symbols: {symbols}}}\n  logging: {{level: WARNING}}\n"
+        cfg.write_text(f"settings:\n  sim: {{symbols: {symbols}, phases: {phases}}}\n  logging: {{level: WARNING}}\n"
                        "  api: {rate_limit_per_minute: 1000000}\n")  # a capacity test, not a limiter test
         env = {**os.environ, "BOT_ADMIN_PASSWORD": PASSWORD}
         env.pop("DATABASE_URL", None)
@@ -175,7 +175,7 @@ def report(r: dict[str, Any]) -> list[str]:
              if e2s["p50"] and r["exchange_to_book_ms_p50_median"] else None)
     return [
         f"pipeline: {r['symbols']} symbols ({r['usable']} usable), {r['seconds']:.0f} s, "
-        f"{r['msgs_per_s']:,.0f} msgs/s, {r['signals']} signals",
+        f"{r['msgs_per_s']:,.0f} msgs/s, {r['signals']} signals (exchange clock phases={r.get('phases', 5)})",
         f"  exchange-to-signal (every book update to strategies evaluated): p50 {e2s['p50']} ms, "
         f"p99 {e2s['p99']} ms ({e2s['samples']} samples)",
         f"  exchange-to-book in the same run (median over symbols): p50 {r['exchange_to_book_ms_p50_median']} ms, "
@@ -191,14 +191,15 @@ def report(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def run(symbols: int, seconds: float, api_seconds: float, api_rate: float) -> dict[str, Any]:
+def run(symbols: int, seconds: float, api_seconds: float, api_rate: float, phases: int = 5) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bybit-bench-") as tmp:
-        bot = BotProcess(symbols, Path(tmp) / "data")
+        bot = BotProcess(symbols, Path(tmp) / "data", phases)
         try:
             result = asyncio.run(measure(bot, seconds, api_seconds, api_rate))
         finally:
             code, took = bot.stop()
         result["exit_code"], result["stop_s"] = code, took
+    result["phases"] = phases
     return result
 
 
@@ -208,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--api-seconds", type=float, default=10.0)
     p.add_argument("--api-rate", type=float, default=200.0)
+    p.add_argument("--phases", type=int, default=5,
+                   help="the local exchange's clock slices (1: every symbol pushed in the same millisecond)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    result = run(a.symbols, a.seconds, a.api_seconds, a.api_rate)
+    result = run(a.symbols, a.seconds, a.api_seconds, a.api_rate, a.phases)
     print("\n".join(report(result)))
     if a.json:
         a.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

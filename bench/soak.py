@@ -51,9 +51,9 @@ DEPTH = 50
 class SimProcess:
     """``python -m pysrc.bot sim-exchange`` as a child process; reads its URLs from the ready line."""
 
-    def __init__(self, symbols: int, seed: int) -> None:
+    def __init__(self, symbols: int, seed: int, phases: int = 5) -> None:
         self.args = [sys.executable, "-P", "-m", "pysrc.bot", "sim-exchange", "--port", "0",
-                     "--symbols", str(symbols), "--seed", str(seed)]
+                     "--symbols", str(symbols), "--seed", str(seed), "--phases", str(phases)]
         self.proc: subprocess.Popen[str] | None = None
         self.urls: dict[str, str] = {}
 
@@ -125,8 +125,12 @@ class _Sampler:
 
 
 async def baseline(url: str, symbols: list[str], seconds: float, warmup: float) -> dict[str, Any]:
-    """Receive-only clients on the feed's connection plan: frames counted, nothing parsed."""
+    """Receive-only clients on the feed's connection plan: frames counted, nothing parsed but the
+    ``ts`` of book frames (a string search), so the socket's own exchange-to-receive latency is
+    measured in the same run as the feed's exchange-to-book latency."""
     count = [0]
+    lat: list[float] = []
+    measuring = [False]
     stop = asyncio.Event()
 
     async def reader(chunk: list[str]) -> None:
@@ -141,6 +145,12 @@ async def baseline(url: str, symbols: list[str], seconds: float, warmup: float) 
                 if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     return
                 count[0] += 1
+                if measuring[0]:
+                    data = msg.data
+                    if data.startswith('{"topic":"orderbook'):
+                        i = data.find('"ts":')
+                        if i > 0:
+                            lat.append(time.time() * 1000.0 - int(data[i + 5:i + 18]))
 
     tasks = [asyncio.create_task(reader(symbols[i:i + PAIRS_PER_CONNECTION]))
              for i in range(0, len(symbols), PAIRS_PER_CONNECTION)]
@@ -148,13 +158,16 @@ async def baseline(url: str, symbols: list[str], seconds: float, warmup: float) 
         await asyncio.sleep(warmup)
         n0, sampler = count[0], _Sampler()
         sampler.start()
+        measuring[0] = True
         await asyncio.sleep(seconds)
+        measuring[0] = False
         n1 = count[0]
         usage = await sampler.stop()
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {**usage, "messages": n1 - n0, "msgs_per_s": (n1 - n0) / usage["wall_s"]}
+    return {**usage, "messages": n1 - n0, "msgs_per_s": (n1 - n0) / usage["wall_s"],
+            "latency_ms_p50": _pct(lat, 50), "latency_ms_p99": _pct(lat, 99), "latency_samples": len(lat)}
 
 
 def _describe_mismatch(symbol: str, engine: BookEngine, want: dict[str, Any], got: Any, expected: Any) -> str:
@@ -256,8 +269,8 @@ async def feed_phase(
 
 
 async def soak(symbols: int, seconds: float, base_seconds: float, warmup: float, seed: int,
-               features: bool) -> dict[str, Any]:
-    with SimProcess(symbols, seed) as sim:
+               features: bool, phases: int = 5) -> dict[str, Any]:
+    with SimProcess(symbols, seed, phases) as sim:
         sim_ps = psutil.Process(sim.proc.pid)  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
             names = await _symbols(http, sim.urls["rest"])
@@ -271,6 +284,7 @@ async def soak(symbols: int, seconds: float, base_seconds: float, warmup: float,
         "symbols": len(names),
         "seconds": seconds,
         "features": features,
+        "phases": phases,
         "baseline": base,
         "feed": feed,
         "exchange_cpu_share": sim_share,
@@ -292,8 +306,10 @@ def report(r: dict[str, Any]) -> list[str]:
 
     lines = [
         f"soak: {r['symbols']} symbols, orderbook.{DEPTH} + publicTrade, {PAIRS_PER_CONNECTION} pairs per "
-        f"connection, {r['seconds']:.0f} s (features={'on' if r['features'] else 'off'})",
-        f"  baseline (receive only): {b['msgs_per_s']:,.0f} msgs/s, CPU {b['cpu_share']:.1%} of one core",
+        f"connection, {r['seconds']:.0f} s (features={'on' if r['features'] else 'off'}, exchange clock "
+        f"phases={r['phases']})",
+        f"  baseline (receive only): {b['msgs_per_s']:,.0f} msgs/s, CPU {b['cpu_share']:.1%} of one core, "
+        f"exchange-to-receive latency p50 {ms(b['latency_ms_p50'])}, p99 {ms(b['latency_ms_p99'])}",
         f"  feed into native books:  {f['msgs_per_s']:,.0f} msgs/s, CPU {f['cpu_share']:.1%} of one core, "
         f"peak RSS {f['peak_rss_mb']:.0f} MB",
         f"  ratios in this run: CPU feed/baseline {_ratio(r['cpu_ratio_feed_vs_baseline'])}, "
@@ -321,9 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--features", action="store_true", help="keep the feature vectors current too")
+    p.add_argument("--phases", type=int, default=5,
+                   help="the exchange's clock slices (1: every symbol pushed in the same millisecond)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     a = p.parse_args(argv)
-    result = run_on_best_loop(soak(a.symbols, a.seconds, a.base_seconds, a.warmup, a.seed, a.features))
+    result = run_on_best_loop(soak(a.symbols, a.seconds, a.base_seconds, a.warmup, a.seed, a.features,
+                                   a.phases))
     print("\n".join(report(result)))
     if a.json:
         a.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

@@ -96,6 +96,8 @@ SCHEMA: dict[str, Any] = {
             "symbols": Field(int, 12, "symbols served by the embedded local exchange", in_range(1, 500)),
             "seed": Field(int, 1, "seed of the local exchange's market model"),
             "balance": Field(str, "100000", "USDT in the local exchange's wallet"),
+            "phases": Field(int, 5, "slices of the local exchange's 10 ms clock the symbols are spread "
+                            "over (1: all symbols pushed in the same millisecond)", in_range(1, 10)),
         },
         "feed": {
             "depth": Field(int, 50, "order-book depth subscribed", one_of(1, 50, 200, 1000)),

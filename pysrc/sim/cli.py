@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from decimal import Decimal
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="HTTP 403 ban after 600 requests / 5 s (Bybit: 10 minutes)")
     p.add_argument("--replay", default=None, help="recorded Bybit JSONL book stream to replay first")
     p.add_argument("--replay-speed", type=float, default=1.0)
+    p.add_argument("--phases", type=int, default=5,
+                   help="spread the symbols over this many slices of the 10 ms clock tick, as "
+                        "Bybit's independent streams are (1: every symbol in lockstep)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="stop when this process is gone (a parent that owns the exchange and died "
+                        "without stopping it must not leave it running)")
     p.add_argument("--fault", action="append", default=[], metavar="JSON",
                    help='a fault to arm at start, as for POST /sim/faults (repeatable), e.g. '
                         '\'{"kind": "drop", "stream": "public", "after_messages": 5000}\'')
@@ -40,7 +47,7 @@ async def _serve(args: argparse.Namespace) -> int:
     sim = SimExchange(symbols=args.symbols, seed=args.seed, api_key=args.api_key,
                       api_secret=args.api_secret, balance=Decimal(args.balance),
                       ip_ban_seconds=args.ip_ban_seconds, replay=args.replay,
-                      replay_speed=args.replay_speed)
+                      replay_speed=args.replay_speed, phases=args.phases)
     for spec in args.fault:
         sim.faults.apply(json.loads(spec))
     stop = asyncio.Event()
@@ -51,19 +58,34 @@ async def _serve(args: argparse.Namespace) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
     await sim.start(host=args.host, port=args.port)
+    watchdog = asyncio.create_task(_watch_parent(args.parent_pid, stop)) if args.parent_pid else None
     try:
         print(f"sim-exchange ready rest={sim.rest_url} ws_public={sim.ws_public_url} "
               f"ws_private={sim.ws_private_url} symbols={len(sim.symbols)}", flush=True)
         await stop.wait()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
         await sim.stop()
     return 0
+
+
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the owning process has exited (this process is re-parented then)."""
+    while os.getppid() == pid:
+        await asyncio.sleep(1.0)
+    print(f"sim-exchange: parent process {pid} is gone; stopping", file=sys.stderr, flush=True)
+    stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.symbols < 1:
         print("--symbols must be at least 1", file=sys.stderr)
+        return 2
+    if not 1 <= args.phases <= 10:
+        print("--phases must be between 1 and 10", file=sys.stderr)
         return 2
     try:
         import uvloop

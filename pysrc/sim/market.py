@@ -87,6 +87,9 @@ class SymbolMarket:
         self.id_rng = random.Random(f"sim-ids:{seed}:{index}:{inst.symbol}")
         self.book = Book()
         self.step_no = 0
+        # Which slice of the clock period this symbol is stepped and pushed in (set by the
+        # exchange): Bybit's symbols are not produced in lockstep, so neither are ours.
+        self.phase = 0
         self.seq = 1_000_000_000 + self.rng.randrange(10**9)
         self.change_ms = now_ms  # matching-engine time of the last book change (cts)
         self.fair = inst.start_ticks

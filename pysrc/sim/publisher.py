@@ -317,10 +317,13 @@ class Publisher:
             self.faults.on_sent("public", n)
 
     # ---- periodic pushes -----------------------------------------------------------------------
-    def push_books(self, depth: int, now: int) -> None:
-        """One push of every ``orderbook.{depth}.*`` topic with changes in its window."""
+    def push_books(self, depth: int, now: int, phase: int | None = None) -> None:
+        """One push of every ``orderbook.{depth}.*`` topic with changes in its window (only the
+        symbols of clock slice ``phase`` when given)."""
         faults = self.faults
         for bt in list(self.tiers[depth]):
+            if phase is not None and bt.market.phase != phase:
+                continue
             fault = faults.take_book(bt.market.symbol, depth) if faults.book_pending else None
             if fault is None and bt.held is None and not (bt.dirty[0] or bt.dirty[1]):
                 if depth == 1 and now - bt.last_push_ms >= LEVEL1_REPUSH_MS:
@@ -371,10 +374,11 @@ class Publisher:
                 self._broadcast(bt.subs, bt.held)
                 bt.held = None
 
-    def push_trades(self, now: int) -> None:
-        """Send the trades printed since the last call (``publicTrade`` is real time)."""
+    def push_trades(self, now: int, phase: int | None = None) -> None:
+        """Send the trades printed since the last call (``publicTrade`` is real time), for the
+        symbols of clock slice ``phase`` when given."""
         for sym, m in self.markets.items():
-            if not m.pending_trades:
+            if not m.pending_trades or (phase is not None and m.phase != phase):
                 continue
             subs = self.trades.get(sym)
             if subs:
@@ -385,9 +389,11 @@ class Publisher:
                     self._broadcast(subs, text_frame(orjson.dumps(msg)))
             m.pending_trades = []
 
-    def push_tickers(self, now: int) -> None:
+    def push_tickers(self, now: int, phase: int | None = None) -> None:
         """Ticker deltas (only changed fields, plus ``symbol``) every 100 ms."""
         for tt in self.tickers.values():
+            if phase is not None and tt.market.phase != phase:
+                continue
             cur = tt.market.ticker(now)
             last = tt.last
             delta = {k: v for k, v in cur.items() if last.get(k) != v}

@@ -9,6 +9,12 @@ errors; the envelope and the ``X-Bapi-Limit*`` headers are added here.
 One clock task drives everything periodic: every 10 ms it advances the market model by one step
 and sends the trades printed; ``orderbook.1`` is pushed every tick, ``orderbook.50`` every 2nd,
 ``orderbook.200`` and ``tickers`` every 10th, ``orderbook.1000`` every 20th, klines every 100th.
+
+The symbols are spread over ``phases`` equal slices of the 10 ms tick (symbol ``i`` in slice
+``i % phases``): each symbol keeps Bybit's cadence, but the 100 symbols of a soak are not all
+produced in the same millisecond. Bybit's per-symbol streams are independent, so a lockstep burst
+of every symbol at once is an artefact of a single-clock simulator, and it would charge a client
+the time to parse the whole burst as latency on its last frames. ``phases=1`` restores lockstep.
 """
 
 from __future__ import annotations
@@ -69,8 +75,12 @@ class SimExchange:
         replay: str | Path | None = None,
         replay_speed: float = 1.0,
         replay_hold: bool = False,
+        phases: int = 5,
     ) -> None:
+        if not 1 <= phases <= STEP_MS:
+            raise ValueError(f"phases must be between 1 and {STEP_MS}, got {phases}")
         self.seed = seed
+        self.phases = phases
         self.api_key = api_key
         self.api_secret = api_secret
         self.launch_ms = 1_600_000_000_000
@@ -88,6 +98,9 @@ class SimExchange:
         self.markets: dict[str, SymbolMarket] = {
             inst.symbol: SymbolMarket(inst, seed, i, now_ms) for i, inst in enumerate(self.instruments)
         }
+        for i, m in enumerate(self.markets.values()):
+            m.phase = i % phases
+        self._groups = [[m for m in self.markets.values() if m.phase == j] for j in range(phases)]
         for sym, msgs in recorded.items():
             self.markets[sym].load_replay(msgs, replay_speed, replay_hold)
         self.faults = Faults()
@@ -214,33 +227,36 @@ class SimExchange:
     # ---- the clock ---------------------------------------------------------------------------------
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
-        period = STEP_MS / 1000.0
+        phases = self.phases
+        period = STEP_MS / 1000.0 / phases  # one slice of the tick
         t0 = loop.time()
-        tick = 0
+        k = phases - 1  # slice counter; the first slice run is phase 0 of tick 1
         pub = self.publisher
         while True:
-            tick += 1
-            delay = t0 + tick * period - loop.time()
+            k += 1
+            delay = t0 + (k - phases + 1) * period - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -0.25:
-                t0 = loop.time() - tick * period  # fell far behind (machine busy): do not burst
+                t0 = loop.time() - (k - phases + 1) * period  # fell far behind: do not burst
+            tick, phase = divmod(k, phases)
             now = int(time.time() * 1000)
             try:
                 if not self.paused:
-                    for m in self.markets.values():
+                    for m in self._groups[phase]:
                         m.step(now)
-                    self.steps += 1
-                pub.push_trades(now)
-                pub.push_books(1, now)
+                    if phase == phases - 1:
+                        self.steps += 1
+                pub.push_trades(now, phase)
+                pub.push_books(1, now, phase)
                 if tick % 2 == 0:
-                    pub.push_books(50, now)
+                    pub.push_books(50, now, phase)
                 if tick % 10 == 0:
-                    pub.push_books(200, now)
-                    pub.push_tickers(now)
+                    pub.push_books(200, now, phase)
+                    pub.push_tickers(now, phase)
                 if tick % 20 == 0:
-                    pub.push_books(1000, now)
-                if tick % 100 == 0:
+                    pub.push_books(1000, now, phase)
+                if tick % 100 == 0 and phase == 0:
                     pub.push_klines(now)
                     self.account.housekeeping(now)
             except Exception:  # pragma: no cover - a bug must not stop the whole exchange

@@ -113,3 +113,99 @@ def test_replay_of_a_recorded_bybit_dump(realdata: Any, bybit: Any) -> None:
             await sim.stop()
 
     asyncio.run(main())
+
+
+def test_exchange_stops_when_its_parent_is_gone() -> None:
+    """A bot that dies without stopping its local exchange (SIGKILL, a crash) must not leave the
+    exchange running: ``--parent-pid`` makes it watch its owner."""
+    # The middle process starts the exchange as its child, prints the child's pid, then waits to
+    # be killed; the exchange is then re-parented and must stop by itself.
+    starter = (
+        "import subprocess, sys, os, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import sys; from pysrc.sim.cli import main; "
+        "sys.exit(main(sys.argv[1:]))', '--port', '0', '--symbols', '1', '--parent-pid', str(os.getpid())],"
+        " stdout=subprocess.PIPE, text=True)\n"
+        "print(p.pid, p.stdout.readline().split()[1], flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    middle = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    assert middle.stdout is not None
+    child_pid, ready = middle.stdout.readline().split()
+    assert ready == "ready"
+    import os
+    import time
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # a zombie (exited, not yet reaped by init) counts as gone
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    try:
+        assert alive(int(child_pid))
+        middle.kill()
+        middle.wait(10)
+        deadline = time.monotonic() + 20
+        while alive(int(child_pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(int(child_pid)), "the orphaned exchange kept running"
+    finally:
+        if middle.poll() is None:
+            middle.kill()
+        if alive(int(child_pid)):
+            os.kill(int(child_pid), 9)
+
+
+def test_symbols_are_spread_over_the_clock_phases() -> None:
+    sim = SimExchange(symbols=7, seed=3, phases=5)
+    assert [m.phase for m in sim.markets.values()] == [0, 1, 2, 3, 4, 0, 1]
+    assert [m.phase for m in SimExchange(symbols=3, seed=3, phases=1).markets.values()] == [0, 0, 0]
+    import pytest
+
+    with pytest.raises(ValueError, match="phases"):
+        SimExchange(symbols=1, phases=0)
+
+
+class _Recorder:
+    """The socket end of a subscriber: keeps the frames the publisher writes (the publisher, the
+    books and the market model are the real ones; the exchange's clock is not running)."""
+
+    def __init__(self) -> None:
+        self.topics: set[str] = set()
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> bool:
+        self.frames.append(frame)
+        return True
+
+    def pushed(self) -> set[str]:
+        out = {json.loads(f[f.index(b"{"):])["topic"].split(".")[-1] for f in self.frames}
+        self.frames.clear()
+        return out
+
+
+def test_a_clock_slice_pushes_only_its_own_symbols() -> None:
+    """With 5 phases, a slice of the tick pushes the books and trades of its own symbols only,
+    so the 100 symbols of a soak are not all produced in the same millisecond (Bybit's streams
+    are independent); each symbol still gets one push per tick."""
+    sim = SimExchange(symbols=10, seed=4, phases=5, market_running=False)
+    conn = _Recorder()
+    for x in sim.symbols:
+        sim.publisher.subscribe(conn, f"orderbook.50.{x}")  # type: ignore[arg-type]
+        sim.publisher.subscribe(conn, f"publicTrade.{x}")  # type: ignore[arg-type]
+    assert conn.pushed() == set(sim.symbols)  # the snapshots
+    names = sim.symbols
+    for phase in range(5):
+        sim.step_market(50)  # every book changes, trades print
+        sim.publisher.push_books(50, 1, phase)
+        sim.publisher.push_trades(1, phase)
+        assert conn.pushed() == {names[phase], names[phase + 5]}
+    sim.step_market(50)
+    sim.publisher.push_books(50, 1)  # no phase: every symbol
+    assert conn.pushed() == set(names)
