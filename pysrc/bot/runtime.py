@@ -26,6 +26,7 @@ import contextlib
 import gc
 import json
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -179,6 +180,7 @@ class BotRuntime:
         self.positions = PositionManager(PositionRules())
         self.scanner = MarketScanner(clock=time.time)  # the tape is stamped with exchange time
         self._server: Any = None
+        self._api_socket: socket.socket | None = None
 
     # ---- metrics ------------------------------------------------------------------------------
 
@@ -324,6 +326,9 @@ class BotRuntime:
         configure(level=settings["logging"]["level"], fmt=settings["logging"]["format"])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._print(f"bybit-bot starting: mode {self.mode}, data in {self.data_dir}")
+        # The API's port is taken first: a port in use fails the start before anything else
+        # (databases, the local exchange) has been started for nothing.
+        self._api_socket = self._bind_api()
 
         self.auth = AuthStore(self.data_dir, token_ttl_s=60.0 * settings["api"]["token_ttl_minutes"])
         generated = self.auth.open(os.environ.get("BOT_ADMIN_PASSWORD") or None)
@@ -339,7 +344,7 @@ class BotRuntime:
         if endpoints is None:
             sim = settings["sim"]
             self.sim = SimChild(symbols=sim["symbols"], seed=sim["seed"], api_key=SIM_API_KEY,
-                                api_secret=SIM_API_SECRET, balance=sim["balance"])
+                                api_secret=SIM_API_SECRET, balance=sim["balance"], phases=sim["phases"])
             urls = await self.sim.start()
             endpoints = Endpoints(urls.rest, urls.ws_public, urls.ws_private)
             key, secret = SIM_API_KEY, SIM_API_SECRET
@@ -448,28 +453,60 @@ class BotRuntime:
         with contextlib.suppress(Exception):
             self.risk.update_sizing(saved.get("sizing", {}))
 
+    def _bind_api(self) -> socket.socket:
+        """The API's listening socket, bound now, or a start-up error naming the setting."""
+        api = self.config["settings.api"]
+        host, port = api["host"], api["port"]
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise RuntimeError(f"the API cannot listen on {host}:{port}: {exc} (settings.api.host)") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(
+                f"the API cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(choose another with --api-port or settings.api.port)"
+            ) from None
+        sock.setblocking(False)
+        return sock
+
+    async def _serve_api(self, sock: socket.socket) -> None:
+        """uvicorn on the socket bound at start; its ``sys.exit`` on a failure must not take the
+        whole process down without a graceful stop, so it becomes a logged error and a stop."""
+        try:
+            await self._server.serve(sockets=[sock])
+        except SystemExit as exc:
+            log.error("api_server_failed", code=exc.code)
+            self.request_stop()
+
     async def _start_api(self) -> None:
         import uvicorn
 
         from pysrc.api.app import create_app_from_config
         from pysrc.bot.backend import RuntimeBackend
 
-        assert self.auth is not None
+        assert self.auth is not None and self._api_socket is not None
         app = create_app_from_config(self.config, RuntimeBackend(self), self.auth, metrics=Registry())
         api = self.config["settings.api"]
         cfg = uvicorn.Config(app, host=api["host"], port=api["port"], log_level="warning",
                              access_log=False, lifespan="on", loop="none")
         self._server = uvicorn.Server(cfg)
         self._server.install_signal_handlers = lambda: None  # the bot owns SIGINT/SIGTERM
-        self._spawn(self._server.serve(), "api")
+        task = self._spawn(self._serve_api(self._api_socket), "api")
         for _ in range(200):
-            if self._server.started:
+            if self._server.started or task.done():
                 break
             await asyncio.sleep(0.05)
         if not self._server.started:
-            raise RuntimeError(f"the API could not listen on {api['host']}:{api['port']}")
-        sock = self._server.servers[0].sockets[0].getsockname()
-        self.api_url = f"http://{sock[0]}:{sock[1]}"
+            raise RuntimeError(f"the API did not start on {api['host']}:{api['port']}")
+        sock = self._api_socket.getsockname()
+        host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+        self.api_url = f"http://{host}:{sock[1]}"
         self._print(f"API on {self.api_url} (OpenAPI at {self.api_url}/docs)")
 
     # ---- paper state ----------------------------------------------------------------------------
@@ -812,6 +849,8 @@ class BotRuntime:
         api = [t for t in self._tasks if t.get_name() == "api"]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*api, return_exceptions=True), 2.0)
+        if self._api_socket is not None:
+            self._api_socket.close()  # uvicorn closes its server; an unused bound socket is ours
         if self.sim is not None:
             await self.sim.stop()
         if self.store is not None:

@@ -32,11 +32,14 @@ class SimUrls:
 class SimChild:
     """``python -m pysrc.bot sim-exchange`` on a free loopback port, owned by the bot."""
 
-    def __init__(self, *, symbols: int, seed: int, api_key: str, api_secret: str, balance: str) -> None:
+    def __init__(
+        self, *, symbols: int, seed: int, api_key: str, api_secret: str, balance: str, phases: int = 5
+    ) -> None:
         self.args = [
             sys.executable, "-m", "pysrc.bot", "sim-exchange", "--host", "127.0.0.1", "--port", "0",
             "--symbols", str(symbols), "--seed", str(seed), "--api-key", api_key,
-            "--api-secret", api_secret, "--balance", balance,
+            "--api-secret", api_secret, "--balance", balance, "--phases", str(phases),
+            "--parent-pid", str(os.getpid()),
         ]
         self.proc: asyncio.subprocess.Process | None = None
         self.urls: SimUrls | None = None

@@ -44,3 +44,19 @@ def test_live_needs_the_flag_and_keys(tmp_path: Path) -> None:
     assert p.returncode == 2 and "--live" in p.stderr, p.stderr
     p = run(tmp_path, "--mode", "testnet")
     assert p.returncode == 2 and "API keys" in p.stderr, p.stderr
+
+
+def test_an_api_port_in_use_fails_the_start_cleanly(tmp_path: Path) -> None:
+    """The port is taken before anything else starts: exit 1 with a message naming the setting,
+    no traceback, and no local exchange or database left running."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = run(tmp_path, "--api-port", str(port))
+    assert p.returncode == 1, p.stderr
+    assert f"the API cannot listen on 127.0.0.1:{port}" in p.stderr and "--api-port" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    assert not (tmp_path / "data" / "postgres").exists(), "databases started before the port check"
