@@ -9,6 +9,7 @@ on the event loop.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 
 LabelValues = tuple[str, ...]
@@ -43,7 +44,11 @@ class _Metric:
         self.label_names = tuple(labels)
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.label_names):
+        # Called on every observation (twice per book update in the bot): no sets for the
+        # common unlabelled case.
+        if not labels and not self.label_names:
+            return ()
+        if len(labels) != len(self.label_names) or not all(n in labels for n in self.label_names):
             raise ValueError(f"{self.name}: labels {sorted(labels)} != {sorted(self.label_names)}")
         return tuple(str(labels[n]) for n in self.label_names)
 
@@ -119,13 +124,11 @@ class Histogram(_Metric):
 
     def observe(self, value: float, **labels: str) -> None:
         k = self._key(labels)
-        counts = self.counts.setdefault(k, [0] * (len(self.buckets) + 1))
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
+        counts = self.counts.get(k)
+        if counts is None:
+            counts = self.counts[k] = [0] * (len(self.buckets) + 1)
+        # the first bucket with value <= bound; past the last one is the +Inf slot
+        counts[bisect_left(self.buckets, value)] += 1
         self.sums[k] = self.sums.get(k, 0.0) + value
 
     def count(self, **labels: str) -> int:

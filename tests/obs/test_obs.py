@@ -62,3 +62,23 @@ def test_registry_renders_exposition_text() -> None:
         c.inc(symbol="X", side="Buy")
     with pytest.raises(ValueError):
         r.counter("orders_placed_total", "again")
+    with pytest.raises(ValueError):
+        c.inc(sym="BTCUSDT")  # right count, wrong name
+    with pytest.raises(ValueError):
+        h.observe(0.1, symbol="X")  # an unlabelled histogram takes no labels
+
+
+def test_histogram_buckets_are_upper_bounds_inclusive() -> None:
+    """A value equal to a bound counts in that bucket (Prometheus ``le``); beyond the last bound
+    only in +Inf; the rendered buckets are cumulative."""
+    r = Registry()
+    h = r.histogram("x_seconds", "x", buckets=(0.001, 0.01, 0.1))
+    for v in (0.0, 0.001, 0.0010001, 0.01, 0.1, 0.2, 5.0):
+        h.observe(v)
+    text = r.render()
+    for le, n in (("0.001", 2), ("0.01", 4), ("0.1", 5), ("+Inf", 7)):
+        assert f'x_seconds_bucket{{le="{le}"}} {n}' in text, text
+    lab = r.histogram("y_seconds", "y", ["route"], buckets=(1.0,))
+    lab.observe(0.5, route="/a")
+    lab.observe(2.0, route="/a")
+    assert lab.count(route="/a") == 2 and 'y_seconds_bucket{route="/a",le="1"} 1' in r.render()

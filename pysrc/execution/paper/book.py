@@ -110,6 +110,8 @@ class LiveBook:
         self._taken: dict[str, dict[tuple[bool, Decimal], list[Decimal]]] = {}
         self.marks: dict[str, Decimal] = {}
         """Last mid per symbol (kept while a book is being rebuilt; part of the snapshot)."""
+        self._mark_top: dict[str, tuple[str, str]] = {}
+        """The best prices each mark was computed from."""
 
     def live(self, symbol: str) -> bool:
         try:
@@ -121,12 +123,27 @@ class LiveBook:
         return BookView(self.engine, symbol)
 
     def mid(self, symbol: str) -> Decimal | None:
-        """The book's mid (the paper mark), remembered so a book being resynced keeps the last."""
+        """The book's mid (the paper mark), remembered so a book being resynced keeps the last.
+        Recomputed only when the best prices changed (most updates leave them alone, and the
+        exact decimal division is what costs)."""
         if self.live(symbol):
             bid, ask = self.engine.best_bid(symbol), self.engine.best_ask(symbol)
             if bid is not None and ask is not None:
-                self.marks[symbol] = div(add(Decimal(bid[0]), Decimal(ask[0])), Decimal(2))
+                top = (bid[0], ask[0])
+                if self._mark_top.get(symbol) != top:
+                    self.marks[symbol] = div(add(Decimal(top[0]), Decimal(top[1])), Decimal(2))
+                    self._mark_top[symbol] = top
         return self.marks.get(symbol)
+
+    def clear_marks(self) -> None:
+        self.marks.clear()
+        self._mark_top.clear()
+
+    def set_marks(self, marks: dict[str, Decimal]) -> None:
+        """Marks from a saved state; the next live update recomputes them from the book."""
+        self.marks.update(marks)
+        for symbol in marks:
+            self._mark_top.pop(symbol, None)
 
     def forget(self, symbol: str) -> None:
         """Drop the overlay of a symbol (its book is being rebuilt: what was taken is moot)."""

@@ -140,7 +140,7 @@ class PaperVenue:
         self._executions: deque[Json] = deque(maxlen=self._history_limit)
         self._positions: dict[str, PaperPosition] = {}
         self._queues = Queues()
-        self._book.marks.clear()
+        self._book.clear_marks()
         self._last_price: dict[str, Decimal] = {}
         self._id_counter = 0
         self._seq = 0
@@ -1069,7 +1069,7 @@ class PaperVenue:
             self._executions.append(dict(e))
         self._used_links = {str(x) for x in state.get("link_ids", [])}
         self._used_links.update(o.link_id for o in self._orders.values() if o.link_id)
-        self._book.marks.update({s: to_decimal(v, "mark") for s, v in state.get("marks", {}).items()})
+        self._book.set_marks({s: to_decimal(v, "mark") for s, v in state.get("marks", {}).items()})
         self._last_price = {s: to_decimal(v, "last") for s, v in state.get("last_prices", {}).items()}
 
     # ---- introspection -------------------------------------------------------------------------
