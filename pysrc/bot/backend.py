@@ -238,6 +238,14 @@ class RuntimeBackend:
         }
 
     async def risk_status(self) -> Json:
+        # The whole answer is read-cached like the other reads (it costs a database read for the
+        # kill switch's persisted reason and a pass over the portfolio); the kill switch flag
+        # itself is always the live one, and engage/release clear the cache.
+        status = dict(await self._cached(("risk-status",), self._risk_status))
+        status["kill_switch"] = bool(self.rt.orders and self.rt.orders.halted)
+        return status
+
+    async def _risk_status(self) -> Json:
         rt = self.rt
         try:
             portfolio = await self._cached(("portfolio",), rt.portfolio)
