@@ -442,6 +442,7 @@ class FeatureResults(_Recorder):
     # Group names (read by the test module, as for Results).
     MIXED = "apply one message: book deltas with public trades interleaved"
     DELTAS = "apply one book delta, no trades in the stream"
+    REAL = "apply one book delta of the real XRPUSDT orderbook.500 recording"
     PCT = "single apply calls"
     ORDER = ("bare", "features", "features_temporal10", "features_read", "numpy")
     LABELS: ClassVar[dict[str, str]] = {
@@ -507,6 +508,7 @@ def _feature_target_lines() -> list[str]:
         ("(d)/(a)", r.MIXED, "numpy", "bare"),
         ("(d)/(b)", r.MIXED, "numpy", "features"),
         ("(b)/(a) on book deltas alone", r.DELTAS, "features", "bare"),
+        ("(b)/(a) on the real XRPUSDT ob500 deltas", r.REAL, "features", "bare"),
     ]
     parts = []
     for label, group, num, den in named:
@@ -519,6 +521,7 @@ def _feature_target_lines() -> list[str]:
     for label, group, num in (
         ("kept current and read, (c)/(a)", r.MIXED, "features_read"),
         ("kept current, book deltas alone, (b)/(a)", r.DELTAS, "features"),
+        ("kept current, real XRPUSDT ob500 deltas, (b)/(a)", r.REAL, "features"),
     ):
         got = both(group, num, "bare")
         if got:

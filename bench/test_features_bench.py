@@ -570,6 +570,59 @@ def test_feature_vector_cost_deltas_only(
     _assert_same_books(holder["engine"], expected_books, impl)
 
 
+# ---- (a) and (b) on real recorded Bybit data --------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ("bare", "features"))
+def test_feature_vector_cost_real_recording(
+    benchmark: Any, impl: str, feature_results: Any, reference_factory: Callable[[], Any]
+) -> None:
+    """(a) and (b) on the real XRPUSDT ``orderbook.500`` recording (``../shared/realdata``): the
+    snapshot, then its 49 deltas as Bybit sent them (tens of levels each, mostly away from the
+    top), into a fresh engine per pass. The synthetic stream's small deltas make the bare update
+    unusually cheap; this is the same ratio on what the exchange really sends."""
+    from conftest import OB500_FILE, book_state
+
+    if not OB500_FILE.is_file():
+        pytest.skip(f"real ob500 dump not found at {OB500_FILE}")
+    lines = OB500_FILE.read_bytes().splitlines()
+    snapshot, deltas = lines[0], lines[1:]
+    passes = 40
+    group = feature_results.REAL
+    benchmark.group = "features: " + group
+    feature_results.group_notes[group] = f"{len(deltas)} recorded deltas x {passes} fresh books per round"
+    make = _bare if impl == "bare" else _with_features
+    holder: dict[str, Any] = {}
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        engines = [make() for _ in range(passes)]
+        for e in engines:
+            e.apply(snapshot)
+        holder["engines"] = engines
+        return (engines,), {}
+
+    def apply_all(engines: list[Any]) -> None:
+        for e in engines:
+            apply = e.apply
+            for m in deltas:
+                apply(m)
+
+    benchmark.pedantic(apply_all, setup=setup, rounds=_ROUNDS[impl], warmup_rounds=1)
+    feature_results.record(group, impl, benchmark, len(deltas) * passes)
+    ref = reference_factory()
+    for m in lines:
+        ref.apply(m)
+    want = book_state(ref, "XRPUSDT")
+    for e in holder["engines"][:3]:
+        assert book_state(e, "XRPUSDT") == want, f"{impl}: the recorded book differs from the reference"
+    if impl == "features":
+        from pysrc.analytics import FeatureReader
+
+        vec = FeatureReader(holder["engines"][0]).read("XRPUSDT")
+        assert vec.updates == len(lines), vec.updates
+        assert np.isfinite(vec.values).all()
+
+
 # ---- single-call percentiles of (b) ---------------------------------------------------------
 
 _QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p99.9": 0.999, "max": 1.0}

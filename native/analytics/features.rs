@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::schema::{F, N_FEATURES};
 use super::trades::{Trade, TradeFlow};
-use super::walls::{find_walls, Detection, Side, SideWalls, WallAt, WallTracker, DETECTION_WINDOW_MS};
+use super::walls::{find_walls, Detection, Side, SideWalls, WallAt, WallTracker, DETECTION_WINDOW_MS, WALL_LEVELS};
 use super::moments::Moments;
 use super::temporal::{TemporalSpec, TemporalState};
 use super::window::Ring;
@@ -338,6 +338,9 @@ pub struct SymbolFeatures {
     scratch: Vec<i64>,
     bw: SideWalls,
     aw: SideWalls,
+    /// The top-50 sizes `bw` / `aw` were found from: walls depend on the sizes alone, and an
+    /// update often leaves one side's top 50 untouched, so that side is not searched again.
+    walls_sz: [Vec<i64>; 2],
     wall_list: Vec<WallAt>,
 }
 
@@ -380,6 +383,7 @@ impl SymbolFeatures {
             scratch: Vec::with_capacity(TOP),
             bw: SideWalls::default(),
             aw: SideWalls::default(),
+            walls_sz: [Vec::with_capacity(WALL_LEVELS), Vec::with_capacity(WALL_LEVELS)],
             wall_list: Vec::with_capacity(TOP),
         }
     }
@@ -671,8 +675,16 @@ impl SymbolFeatures {
         // ---- walls ----------------------------------------------------------------------
         let mut bw = std::mem::take(&mut self.bw);
         let mut aw = std::mem::take(&mut self.aw);
-        find_walls(&bids.sz, &mut self.scratch, &mut bw);
-        find_walls(&asks.sz, &mut self.scratch, &mut aw);
+        // `SideWalls::default()` is what `find_walls` gives for no levels, so the empty start
+        // state is consistent with the empty `walls_sz`.
+        for (top, seen, out) in [(&bids, 0, &mut bw), (&asks, 1, &mut aw)] {
+            let sizes = &top.sz[..top.sz.len().min(WALL_LEVELS)];
+            if sizes != self.walls_sz[seen].as_slice() {
+                find_walls(sizes, &mut self.scratch, out);
+                self.walls_sz[seen].clear();
+                self.walls_sz[seen].extend_from_slice(sizes);
+            }
+        }
         // Exact price keys (18 decimals) survive book rescales and match trade prices exactly.
         let key_mul = POW10[(18 - book.px_scale) as usize] as i128;
         let ratio = |sz: i64, w: &SideWalls| sz as f64 / w.median.unwrap_or(1.0);
