@@ -368,7 +368,8 @@ class BotRuntime:
         self.feed = PublicFeed(endpoints.ws_public, self.engine, symbols=self.symbols, depth=feed["depth"],
                                topics=("orderbook", "publicTrade", "tickers"),
                                pairs_per_connection=feed["pairs_per_connection"],
-                               dead_letters=self.store.dead_letters, on_book_applied=self._on_book)
+                               dead_letters=self.store.dead_letters, on_book_applied=self._on_book,
+                               book_events=False)  # decisions run in _on_book; nothing to drain
         await self.feed.start()
 
         if self.mode == "paper":
@@ -587,7 +588,7 @@ class BotRuntime:
 
     async def _pipeline(self, symbol: str) -> None:
         """Trades and tickers of one symbol, in order (book updates are handled in
-        :meth:`_on_book` as they are applied; their coalesced notifications are only drained)."""
+        :meth:`_on_book` as they are applied; the feed does not queue them, ``book_events=False``)."""
         assert self.feed is not None
         queue = self.feed.queue(symbol)
         paper = self.venue if isinstance(self.venue, PaperVenue) else None

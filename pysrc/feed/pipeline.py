@@ -71,12 +71,15 @@ class FramePipeline:
         trade_events: bool = True,
         wall_ms: Callable[[], float] | None = None,
         on_applied: Callable[[str], None] | None = None,
+        book_events: bool = True,
     ) -> None:
         """``on_break(symbol, reason)`` is called for every book that now needs a resync.
         ``on_applied(symbol)``, when given, is called synchronously right after a book message
         was applied, before the next frame is read: the lowest-latency place to act on a book
         (it must be quick and must not block; what it raises is logged and counted, never
-        allowed to stop the reader)."""
+        allowed to stop the reader). ``book_events=False`` leaves applied book messages out of
+        the symbol queues, for a consumer that acts in ``on_applied`` and would only drain them
+        (a task wake-up per message for nothing); resets and resyncs are still notified."""
         from pysrc._core import native  # the compiled core, resolved once
 
         self._apply = engine.apply
@@ -89,6 +92,7 @@ class FramePipeline:
         self._trade_events = trade_events
         self._wall_ms = wall_ms if wall_ms is not None else (lambda: time.time() * 1000.0)
         self._on_applied = on_applied
+        self._book_events = book_events
         self.hook_errors = 0
         """Exceptions raised by ``on_applied`` (logged; the frame still counts as applied)."""
         self._tickers: dict[str, dict[str, Any]] = {}
@@ -136,7 +140,8 @@ class FramePipeline:
             ts = self._last_ts(symbol)
             if ts is not None:
                 m.latency.add(self._wall_ms() - ts)
-            self._queues[symbol].put_book()
+            if self._book_events:
+                self._queues[symbol].put_book()
             if self._on_applied is not None:
                 try:
                     self._on_applied(symbol)

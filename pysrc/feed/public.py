@@ -76,6 +76,7 @@ class PublicFeed:
         resync_cooldown: float = 60.0,
         trade_events: bool = True,
         on_book_applied: Callable[[str], None] | None = None,
+        book_events: bool = True,
         transport: Transport = "native",
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -87,6 +88,8 @@ class PublicFeed:
         the analytics current (trades then feed its trade flow). ``depth``: orderbook topic depth
         (1, 50, 200 or 1000). ``topics``: kinds among ``orderbook, publicTrade, tickers, kline``.
         ``backoff``: factory of one :class:`Backoff` per connection (reconnect delays).
+        ``book_events=False``: applied book messages are not notified in the symbol queues (for a
+        consumer that acts in ``on_book_applied``); resets and resyncs still are.
         ``snapshot_timeout``: a subscribed book still without a snapshot after this many seconds
         is resynced. ``transport``: ``"native"`` (default; :mod:`pysrc.feed.wsproto`, frames applied
         inside the socket read) or ``"aiohttp"`` (the fallback). ``session``: an aiohttp session
@@ -133,6 +136,7 @@ class PublicFeed:
             trade_events=trade_events,
             wall_ms=wall_ms,
             on_applied=on_book_applied,
+            book_events=book_events,
         )
         self._resync = ResyncController(
             engine,

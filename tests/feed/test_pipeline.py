@@ -32,7 +32,7 @@ class Source:
 
 class Rig:
     def __init__(self, features: bool = False, trade_events: bool = True,
-                 on_applied: Callable[[str], None] | None = None) -> None:
+                 on_applied: Callable[[str], None] | None = None, book_events: bool = True) -> None:
         self.engine = BookEngine("bybit", features=features)
         self.queues = {s: SymbolQueue(s, 100) for s in ("BTCUSDT", "ETHUSDT")}
         self.metrics = {s: SymbolMetrics(s) for s in self.queues}
@@ -48,6 +48,7 @@ class Rig:
             trade_events=trade_events,
             wall_ms=lambda: 1_700_000_000_005.5,
             on_applied=on_applied,
+            book_events=book_events,
         )
 
     def feed(self, frame: bytes | str) -> bool:
@@ -201,3 +202,20 @@ def test_the_applied_hook_runs_after_each_applied_book_and_cannot_stop_the_reade
     assert seen == [("BTCUSDT", "1"), ("BTCUSDT", "2"), ("BTCUSDT", "3")]
     assert rig.pipeline.hook_errors == 1
     assert rig.metrics["BTCUSDT"].applied == 3
+
+
+def test_without_book_events_the_hook_is_the_only_consumer_of_applied_books(
+    book_msg: Callable[..., bytes],
+) -> None:
+    """``book_events=False`` (the bot, which decides in the hook): applied books are not queued,
+    trades still are, and the hook still sees every applied book."""
+    seen: list[str] = []
+    rig = Rig(features=True, on_applied=seen.append, book_events=False)
+    rig.feed(book_msg("BTCUSDT", "snapshot", 10, [["16578.00", "1"]], [["16578.50", "1"]]))
+    for u in range(11, 14):
+        rig.feed(book_msg("BTCUSDT", "delta", u, [["16578.00", str(u)]], []))
+    rig.feed(TRADE)
+    assert seen == ["BTCUSDT"] * 4
+    events = rig.drain("BTCUSDT")
+    assert [type(e).__name__ for e in events] == ["Trades"], events
+    assert rig.metrics["BTCUSDT"].applied == 4
