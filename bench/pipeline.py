@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import psutil
@@ -89,39 +90,63 @@ class BotProcess:
             return self.proc.wait(10), time.monotonic() - t0
 
 
-async def api_load(client: httpx.AsyncClient, symbols: list[str], rate: float, seconds: float) -> dict[str, Any]:
-    """Open-loop: requests start on schedule whatever the previous ones are doing."""
+async def _schedule(session: aiohttp.ClientSession, paths: list[tuple[str, str]], rate: float,
+                    headers: dict[str, str]) -> dict[str, Any]:
+    """Open loop: request ``i`` starts at ``i / rate`` whatever the previous ones are doing; its
+    latency counts from that due time, so a late start is charged to the server too."""
     lat: list[float] = []
     bad: list[str] = []
-    tasks: list[asyncio.Task[None]] = []
-
     per_route: dict[str, list[float]] = {}
+    late: list[float] = []
 
-    async def one(path: str, route: str) -> None:
-        t0 = time.perf_counter()
-        r = await client.get(path)
-        ms = (time.perf_counter() - t0) * 1000.0
+    async def one(path: str, route: str, due: float) -> None:
+        async with session.get(path, headers=headers) as r:
+            body = await r.read()
+            ms = (time.perf_counter() - due) * 1000.0
+            if r.status != 200 or not isinstance(orjson.loads(body), (dict, list)):
+                bad.append(f"{path}: {r.status}")
         lat.append(ms)
         per_route.setdefault(route, []).append(ms)
-        if r.status_code != 200 or not isinstance(r.json(), (dict, list)):
-            bad.append(f"{path}: {r.status_code}")
 
-    # Warm the connections and the server's code paths (not measured).
-    await asyncio.gather(*(client.get(r.format(s=symbols[0])) for r in ROUTES * 4))
-    n = int(rate * seconds)
+    tasks: list[asyncio.Task[None]] = []
     start = time.perf_counter()
-    for i in range(n):
+    for i, (path, route) in enumerate(paths):
         due = start + i / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        route = ROUTES[i % len(ROUTES)]
-        tasks.append(asyncio.create_task(one(route.format(s=symbols[i % len(symbols)]), route)))
+        late.append(time.perf_counter() - due)
+        tasks.append(asyncio.create_task(one(path, route, due)))
     scheduled = time.perf_counter() - start
     await asyncio.gather(*tasks)
-    return {"requests": n, "achieved_rate": n / scheduled, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-            "errors": bad[:10], "error_count": len(bad),
+    return {"requests": len(paths), "achieved_rate": len(paths) / scheduled, "p50_ms": _pct(lat, 50),
+            "p99_ms": _pct(lat, 99), "errors": bad[:10], "error_count": len(bad),
+            "generator_late_ms_max": max(late) * 1000.0 if late else 0.0,
             "routes": {r: {"p50_ms": _pct(v, 50), "p99_ms": _pct(v, 99)} for r, v in per_route.items()}}
+
+
+async def api_load(url: str, token: str, symbols: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    """The six read routes at ``rate`` for ``seconds``, and first, as the baseline in the same
+    run, the same schedule on ``GET /api/auth/verify`` (the token checked, no backend and no
+    database: what the sockets, the HTTP stack, the shared event loop and this load generator
+    cost by themselves).
+
+    The generator is aiohttp on 8 keep-alive connections (a dashboard or a script keeps a few):
+    it shares the two cores with the bot and the exchange, and httpx there cost enough CPU to
+    show up in the tails it measured."""
+    headers = {"Authorization": f"Bearer {token}"}
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=8)) as session:
+        # Warm the connections and the server's code paths (not measured).
+        for r in ROUTES * 4:
+            async with session.get(r.format(s=symbols[0]), headers=headers) as resp:
+                await resp.read()
+        base = await _schedule(session, [("/api/auth/verify", "/api/auth/verify")] * n, rate, headers)
+        paths = [(ROUTES[i % len(ROUTES)].format(s=symbols[i % len(symbols)]), ROUTES[i % len(ROUTES)])
+                 for i in range(n)]
+        out = await _schedule(session, paths, rate, headers)
+    out["baseline"] = {k: base[k] for k in ("p50_ms", "p99_ms", "error_count", "generator_late_ms_max")}
+    return out
 
 
 async def measure(bot: BotProcess, seconds: float, api_seconds: float, api_rate: float) -> dict[str, Any]:
@@ -149,7 +174,8 @@ async def measure(bot: BotProcess, seconds: float, api_seconds: float, api_rate:
         metrics = (await client.get("/api/market/metrics")).json()
         book_lat = [v for s in metrics["symbols"].values() for v in [s["feed"].get("latency_ms_p50")] if v is not None]
         book_p99 = [v for s in metrics["symbols"].values() for v in [s["feed"].get("latency_ms_p99")] if v is not None]
-        api = await api_load(client, symbols, api_rate, api_seconds)
+        token = client.headers["Authorization"].split(" ", 1)[1]
+        api = await api_load(bot.url, token, symbols, api_rate, api_seconds)
         status = (await client.get("/api/bot/status")).json()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     totals = metrics["totals"]
@@ -185,6 +211,10 @@ def report(r: dict[str, Any]) -> list[str]:
         f"  API under load: {api['requests']} requests at {api['achieved_rate']:.0f}/s, p50 {api['p50_ms']:.2f} ms, "
         f"p99 {api['p99_ms']:.2f} ms, errors {api['error_count']}",
         *(f"    {r}: p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms" for r, v in api["routes"].items()),
+        f"    baseline in the same run, GET /api/auth/verify on the same schedule: p50 {api['baseline']['p50_ms']:.2f} ms, "
+        f"p99 {api['baseline']['p99_ms']:.2f} ms; routes/baseline p99 "
+        f"{api['p99_ms'] / api['baseline']['p99_ms']:.2f}x; load generator late by at most "
+        f"{api['generator_late_ms_max']:.1f} ms",
         f"  exit on SIGTERM: code {r.get('exit_code')} in {r.get('stop_s', 0):.1f} s; load average {r['load_average']}",
         "targets: exchange-to-signal p99 < 5 ms -> " + ("met" if (e2s["p99"] or 99) < 5 else "MISSED")
         + f"; API p99 < 20 ms at 200 req/s -> {'met' if api['p99_ms'] < 20 and api['achieved_rate'] >= 190 else 'not shown at this rate' if api['achieved_rate'] < 190 else 'MISSED'}",
