@@ -46,6 +46,8 @@ USER_SCOPE_KEY = "bot.user"
 _TRACE_OK = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
+WARMUP_PEER = "warm-up"
+"""The peer name of the start-up warm-up's in-process requests (:mod:`pysrc.api.warmup`)."""
 
 log = get_logger("pysrc.api")
 _std_log = logging.getLogger("pysrc.api")  # level check first: a filtered structlog call still costs ~10 us
@@ -170,7 +172,8 @@ class RequestMiddleware:
             route = path if scope.get("endpoint") is not None else "<unmatched>"
         self.metrics.duration.observe(elapsed, method=method, route=route)
         self.metrics.requests.inc(method=method, route=route, status=str(status))
-        quiet = method in _READS and status < 400
+        # The start-up warm-up's reads answer 404 where nothing exists yet: not worth a line.
+        quiet = method in _READS and (status < 400 or client_key(scope) == WARMUP_PEER)
         if quiet and not _std_log.isEnabledFor(logging.DEBUG):
             return
         fields = {

@@ -180,6 +180,7 @@ class BotRuntime:
         self.positions = PositionManager(PositionRules())
         self.scanner = MarketScanner(clock=time.time)  # the tape is stamped with exchange time
         self._server: Any = None
+        self._api_app: Any = None
         self._api_socket: socket.socket | None = None
 
     # ---- metrics ------------------------------------------------------------------------------
@@ -397,17 +398,18 @@ class BotRuntime:
             self._pipelines.append(asyncio.create_task(self._pipeline(symbol), name=f"pipeline-{symbol}"))
 
         await self._start_api()
-        self.trading = not halted
-        if halted:
-            self._print("kill switch engaged (persisted): trading stays stopped until released")
         if self.status_interval > 0:
             self._spawn(self._status_loop(), "status")
         self._spawn(self._loop_lag_monitor(), "loop-lag")
         gc.callbacks.append(self._gc_callback)
         self.state = "running"
         self.started_at = time.monotonic()
+        await self._warm_api()  # running, so the routes answer as they will; not trading yet
         gc.collect()
         gc.freeze()  # long-lived objects out of the collector's way (fewer tail-latency stalls)
+        self.trading = not halted
+        if halted:
+            self._print("kill switch engaged (persisted): trading stays stopped until released")
         log.info(EVENTS.BOT_STARTED, mode=self.mode, symbols=len(self.symbols), api=self.api_url)
 
     def _register_strategies(self) -> None:
@@ -485,6 +487,24 @@ class BotRuntime:
             log.error("api_server_failed", code=exc.code)
             self.request_stop()
 
+    async def _warm_api(self) -> None:
+        """First-use costs (route state, dependency signatures, the OpenAPI schema) paid now,
+        with the bot running but before trading is enabled, rather than as a stall of the
+        market-data loop on the first dashboard request."""
+        from pysrc.api.auth import ADMIN
+        from pysrc.api.warmup import warm_up
+
+        if self._api_app is None or self.auth is None:
+            return
+        try:
+            token = self.auth.issue(self.auth.users[ADMIN])
+            statuses = await warm_up(self._api_app, token, self.symbols[0] if self.symbols else "BTCUSDT")
+            bad = {p: s for p, s in statuses.items() if s >= 500}
+            if bad:
+                log.warning("api_warmup_errors", routes=bad)
+        except Exception:  # a warm-up failure must not stop the bot; the routes still work
+            log.exception("api_warmup_failed")
+
     async def _start_api(self) -> None:
         import uvicorn
 
@@ -505,6 +525,7 @@ class BotRuntime:
             await asyncio.sleep(0.05)
         if not self._server.started:
             raise RuntimeError(f"the API did not start on {api['host']}:{api['port']}")
+        self._api_app = app
         sock = self._api_socket.getsockname()
         host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
         self.api_url = f"http://{host}:{sock[1]}"
