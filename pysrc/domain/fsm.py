@@ -273,10 +273,10 @@ class TransitionTable(Generic[S, E]):
         return "\n".join(lines) + "\n"
 
 
-E = TypeVar("E")
+Entity = TypeVar("Entity")
 
 
-def copy_entity(entity: E) -> E:
+def copy_entity(entity: Entity) -> Entity:
     """An independent copy of a dataclass entity with a ``history`` list: fields are shared (they
     are immutable values), the history list is copied (its records are immutable)."""
     cls = type(entity)
@@ -285,3 +285,24 @@ def copy_entity(entity: E) -> E:
         setattr(clone, f.name, getattr(entity, f.name))
     clone.history = list(entity.history)  # type: ignore[attr-defined]
     return clone
+
+
+def replay_onto(entity: Entity, transitions: Iterable[Any], label: str) -> Entity:
+    """Re-apply recorded transitions to ``entity`` (a fresh copy of the initial snapshot) through
+    its own ``apply``, so a history the current table would refuse, or one out of order, raises
+    :class:`ReplayError` (``label`` names the entity) instead of producing a state the code could
+    never have reached. Returns ``entity``."""
+    e: Any = entity
+    for t in transitions:
+        if t.version != e.version + 1 or t.from_state is not e.state:
+            raise ReplayError(
+                f"{label}: record v{t.version} from {t.from_state.value} "
+                f"does not follow v{e.version} in {e.state.value}"
+            )
+        try:
+            got = e.apply(t.event, t.at, t.metadata)
+        except InvalidTransition as exc:
+            raise ReplayError(f"{label}: v{t.version} refused: {exc}") from exc
+        if got != t:
+            raise ReplayError(f"{label}: v{t.version} led to {got.to_state.value}, recorded {t.to_state.value}")
+    return entity

@@ -44,16 +44,17 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from pysrc.decimals import to_decimal
 from pysrc.domain.fsm import (
     DomainError,
     ForeignUpdate,
     InvalidTransition,
     Metadata,
-    ReplayError,
     Rule,
     Transition,
     TransitionTable,
     copy_entity,
+    replay_onto,
     utc_now,
 )
 from pysrc.domain.ids import check_order_link_id
@@ -67,7 +68,6 @@ from pysrc.domain.values import (
     add,
     div,
     mul,
-    to_decimal,
 )
 
 
@@ -449,22 +449,7 @@ class Order:
         producing a state the code could never have reached.
         """
         order = initial.copy()
-        for t in transitions:
-            if t.version != order.version + 1 or t.from_state is not order.state:
-                raise ReplayError(
-                    f"order {order.order_link_id}: record v{t.version} from {t.from_state.value} "
-                    f"does not follow v{order.version} in {order.state.value}"
-                )
-            try:
-                got = order.apply(t.event, t.at, t.metadata)
-            except InvalidTransition as exc:
-                raise ReplayError(f"order {order.order_link_id}: v{t.version} refused: {exc}") from exc
-            if got != t:
-                raise ReplayError(
-                    f"order {order.order_link_id}: v{t.version} led to {got.to_state.value}, "
-                    f"recorded {t.to_state.value}"
-                )
-        return order
+        return replay_onto(order, transitions, f"order {order.order_link_id}")
 
 
 # ---- the reducer: exchange pushes -> events -----------------------------------------------------

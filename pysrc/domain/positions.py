@@ -38,15 +38,16 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from pysrc.decimals import to_decimal
 from pysrc.domain.fsm import (
     ForeignUpdate,
     InvalidTransition,
     Metadata,
-    ReplayError,
     Rule,
     Transition,
     TransitionTable,
     copy_entity,
+    replay_onto,
     utc_now,
 )
 from pysrc.domain.values import (
@@ -59,7 +60,6 @@ from pysrc.domain.values import (
     mul,
     pro_rata,
     sub,
-    to_decimal,
 )
 
 
@@ -449,22 +449,7 @@ class Position:
         """Rebuild a position from its initial snapshot and recorded transitions (same validation
         as when they were applied; :class:`ReplayError` if the history does not fit)."""
         pos = initial.copy()
-        for t in transitions:
-            if t.version != pos.version + 1 or t.from_state is not pos.state:
-                raise ReplayError(
-                    f"position {pos.position_id}: record v{t.version} from {t.from_state.value} "
-                    f"does not follow v{pos.version} in {pos.state.value}"
-                )
-            try:
-                got = pos.apply(t.event, t.at, t.metadata)
-            except InvalidTransition as exc:
-                raise ReplayError(f"position {pos.position_id}: v{t.version} refused: {exc}") from exc
-            if got != t:
-                raise ReplayError(
-                    f"position {pos.position_id}: v{t.version} led to {got.to_state.value}, "
-                    f"recorded {t.to_state.value}"
-                )
-        return pos
+        return replay_onto(pos, transitions, f"position {pos.position_id}")
 
 
 @dataclass(frozen=True, slots=True)
